@@ -1,0 +1,371 @@
+"""`CoreStateMachine`: every book, the balances and the order-id counter, and the operations.
+
+The rules are those of the contract (Domain) and `spec/state.md`; each public operation
+either rejects with a code and changes nothing, or applies completely. Arguments are
+assumed well-formed by the block layer; out-of-domain values raise `InvalidArgument`
+(a caller bug), never a rejection.
+
+Funds of an incoming order move once up front: a buy limit takes price*size of quote
+out of `available`, a sell (limit or market) takes size of base. Each fill then settles at
+the maker's price (refunding a buy taker's price improvement), and whatever is left either
+rests (moved into `locked`) or is cancelled (given back to `available`). A market buy is
+the exception: it has no limit to lock against, so it pays fill by fill from `available`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from state_machine.balances import Balances
+from state_machine.book import OrderBook
+from state_machine.types import (
+    INSUFFICIENT_BALANCE,
+    MAX_AMOUNT,
+    MAX_ASSET,
+    MAX_BALANCE,
+    NOT_OWNER,
+    OVERFLOW,
+    QUOTE_ASSET,
+    UNKNOWN_ORDER,
+    WOULD_CROSS,
+    Address,
+    Cancellation,
+    CancelReason,
+    Fill,
+    InvalidArgument,
+    OpResult,
+    Order,
+    Side,
+    Tif,
+)
+
+BUY = Side.BUY
+SELL = Side.SELL
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What changed since the previous drain: accounts touched and orders touched.
+
+    An order listed here is either still resting (created or partly filled) or gone
+    (filled or cancelled): look it up in `CoreStateMachine.orders` to tell which.
+    """
+
+    balances: list[tuple[Address, int]]
+    orders: list[Order]
+
+
+def _check_amount(name: str, value: int) -> None:
+    if not 1 <= value <= MAX_AMOUNT:
+        raise InvalidArgument(f"{name} {value} out of range [1, 2^64-1]")
+
+
+def _check_book_asset(asset: int) -> None:
+    if not 1 <= asset <= MAX_ASSET:
+        raise InvalidArgument(f"asset {asset} has no book: want [1, 2^32-1]")
+
+
+class CoreStateMachine:
+    __slots__ = ("balances", "books", "dirty_orders", "next_order_id", "orders")
+
+    def __init__(self) -> None:
+        self.books: dict[int, OrderBook] = {}
+        self.balances = Balances()
+        self.orders: dict[int, Order] = {}  # every resting order, by id
+        self.next_order_id = 1
+        self.dirty_orders: dict[int, Order] = {}
+
+    # -- queries -----------------------------------------------------------------------
+
+    def book(self, asset: int) -> OrderBook:
+        """The book of `asset`, created empty on first use (an empty book is not state)."""
+        book = self.books.get(asset)
+        if book is None:
+            book = self.books[asset] = OrderBook(asset)
+        return book
+
+    def balance(self, user: Address, asset: int) -> tuple[int, int]:
+        """(available, locked) of `user` in `asset`."""
+        return self.balances.get(user, asset)
+
+    def drain_changes(self) -> StateChanges:
+        """Return what changed since the last drain and start recording afresh."""
+        changes = StateChanges(list(self.balances.dirty), list(self.dirty_orders.values()))
+        self.balances.dirty = {}
+        self.dirty_orders = {}
+        return changes
+
+    # -- transfers ---------------------------------------------------------------------
+
+    def deposit(self, user: Address, asset: int, amount: int) -> OpResult:
+        if not 0 <= asset <= MAX_ASSET:
+            raise InvalidArgument(f"asset {asset} out of range [0, 2^32-1]")
+        _check_amount("amount", amount)
+        supply = self.balances.supply.get(asset, 0) + amount
+        if supply > MAX_BALANCE:
+            # Bounding the asset's whole supply bounds every balance, fills included.
+            return OpResult(False, OVERFLOW)
+        self.balances.supply[asset] = supply
+        self.balances.account(user, asset)[0] += amount
+        return OpResult(True)
+
+    def withdraw(self, user: Address, asset: int, amount: int) -> OpResult:
+        if not 0 <= asset <= MAX_ASSET:
+            raise InvalidArgument(f"asset {asset} out of range [0, 2^32-1]")
+        _check_amount("amount", amount)
+        if self.balances.available(user, asset) < amount:
+            return OpResult(False, INSUFFICIENT_BALANCE)
+        self.balances.account(user, asset)[0] -= amount
+        self.balances.supply[asset] -= amount
+        return OpResult(True)
+
+    # -- orders ------------------------------------------------------------------------
+
+    def limit(
+        self, user: Address, asset: int, side: Side, price: int, size: int, tif: Tif = Tif.GTC
+    ) -> OpResult:
+        """A limit order: match what crosses, then rest (gtc), cancel (ioc) or refuse (alo)."""
+        _check_book_asset(asset)
+        _check_amount("price", price)
+        _check_amount("size", size)
+        balances = self.balances
+        book = self.books.get(asset)
+        if side == BUY:
+            cost = price * size
+            if balances.available(user, QUOTE_ASSET) < cost:
+                return OpResult(False, INSUFFICIENT_BALANCE)
+            crosses = book is not None and bool(book.asks) and book.asks.peekitem(0)[0] <= price
+        else:
+            if balances.available(user, asset) < size:
+                return OpResult(False, INSUFFICIENT_BALANCE)
+            crosses = book is not None and bool(book.bids) and book.bids.peekitem(-1)[0] >= price
+        if crosses and tif == Tif.ALO:
+            return OpResult(False, WOULD_CROSS)
+
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        result = OpResult(True, order_id=order_id)
+        if side == BUY:
+            funds = balances.account(user, QUOTE_ASSET)
+            funds[0] -= cost
+        else:
+            funds = balances.account(user, asset)
+            funds[0] -= size
+
+        remaining = size
+        if crosses:
+            assert book is not None
+            if side == BUY:
+                remaining = self._take_asks(book, user, order_id, price, size, None, result)
+            else:
+                remaining = self._take_bids(book, user, order_id, price, size, result)
+
+        if remaining:
+            held = price * remaining if side == BUY else remaining
+            if tif == Tif.IOC:
+                funds[0] += held
+                result.cancellations.append(
+                    Cancellation(order_id, user, asset, side, price, remaining, CancelReason.IOC)
+                )
+                result.resting = 0
+            else:
+                funds[1] += held
+                order = Order(order_id, user, asset, side, price, remaining)
+                if book is None:
+                    book = self.book(asset)
+                book.add(order)
+                self.orders[order_id] = order
+                self.dirty_orders[order_id] = order
+                result.resting = remaining
+        else:
+            result.resting = 0
+        return result
+
+    def market(self, user: Address, asset: int, side: Side, size: int) -> OpResult:
+        """A market order: take until filled or the other side is empty; cancel the rest.
+
+        A market buy pays level by level from its available quote and stops at the first
+        maker it cannot pay for one unit of; it is rejected when it cannot pay for one unit
+        at the best ask it meets on arrival.
+        """
+        _check_book_asset(asset)
+        _check_amount("size", size)
+        balances = self.balances
+        book = self.books.get(asset)
+        if side == BUY:
+            budget = balances.available(user, QUOTE_ASSET)
+            if book is not None and book.asks and budget < book.asks.peekitem(0)[0]:
+                return OpResult(False, INSUFFICIENT_BALANCE)
+        elif balances.available(user, asset) < size:
+            return OpResult(False, INSUFFICIENT_BALANCE)
+
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        result = OpResult(True, order_id=order_id)
+        remaining = size
+        if side == BUY:
+            if book is not None and book.asks:
+                remaining = self._take_asks(book, user, order_id, MAX_AMOUNT, size, budget, result)
+        else:
+            funds = balances.account(user, asset)
+            funds[0] -= size
+            if book is not None and book.bids:
+                remaining = self._take_bids(book, user, order_id, 0, size, result)
+            funds[0] += remaining
+        if remaining:
+            result.cancellations.append(
+                Cancellation(order_id, user, asset, side, 0, remaining, CancelReason.MARKET)
+            )
+        return result
+
+    def cancel(self, user: Address, asset: int, order_id: int) -> OpResult:
+        _check_book_asset(asset)
+        _check_amount("order_id", order_id)
+        order = self.orders.get(order_id)
+        if order is None or order.asset != asset:
+            return OpResult(False, UNKNOWN_ORDER)
+        if order.user != user:
+            return OpResult(False, NOT_OWNER)
+        result = OpResult(True)
+        self._release(order, CancelReason.USER, result)
+        self.books[asset].remove(order)
+        return result
+
+    # -- matching ----------------------------------------------------------------------
+
+    def _release(self, order: Order, reason: CancelReason, result: OpResult) -> None:
+        """Unlock what a resting order holds and record its cancellation.
+
+        The caller takes the order out of its book level.
+        """
+        if order.side == BUY:
+            account = self.balances.account(order.user, QUOTE_ASSET)
+            held = order.price * order.size
+        else:
+            account = self.balances.account(order.user, order.asset)
+            held = order.size
+        account[1] -= held
+        account[0] += held
+        del self.orders[order.order_id]
+        self.dirty_orders[order.order_id] = order
+        result.canceled.append(order.order_id)
+        result.cancellations.append(
+            Cancellation(
+                order.order_id, order.user, order.asset, order.side, order.price, order.size,
+                reason,
+            )
+        )
+
+    def _take_asks(
+        self,
+        book: OrderBook,
+        taker: Address,
+        taker_id: int,
+        limit_price: int,
+        size: int,
+        budget: int | None,
+        result: OpResult,
+    ) -> int:
+        """A buy taker against the asks; returns the unfilled size.
+
+        With `budget` None the taker is a limit buy that already paid limit_price*size up
+        front and is refunded its price improvement per fill; with a budget it is a market
+        buy paying each fill from `available`, at most `budget` in all.
+        """
+        asset = book.asset
+        asks = book.asks
+        balances = self.balances
+        account = balances.account
+        orders = self.orders
+        dirty_orders = self.dirty_orders
+        fills = result.fills
+        taker_quote = account(taker, QUOTE_ASSET)
+        taker_base = account(taker, asset)
+        remaining = size
+        while remaining and asks:
+            price, level = asks.peekitem(0)
+            if price > limit_price:
+                break
+            while level:
+                maker = next(iter(level.values()))
+                if maker.user == taker:
+                    self._release(maker, CancelReason.SELF_TRADE, result)
+                    del level[maker.order_id]
+                    continue
+                quantity = remaining if remaining < maker.size else maker.size
+                if budget is not None:
+                    affordable = budget // price
+                    if affordable == 0:
+                        return remaining
+                    if affordable < quantity:
+                        quantity = affordable
+                    budget -= quantity * price
+                    taker_quote[0] -= quantity * price
+                else:
+                    taker_quote[0] += (limit_price - price) * quantity
+                taker_base[0] += quantity
+                maker_base = account(maker.user, asset)
+                maker_base[1] -= quantity
+                account(maker.user, QUOTE_ASSET)[0] += quantity * price
+                fills.append(
+                    Fill(asset, maker.order_id, taker_id, maker.user, taker, price, quantity, BUY)
+                )
+                maker.size -= quantity
+                dirty_orders[maker.order_id] = maker
+                if not maker.size:
+                    del level[maker.order_id]
+                    del orders[maker.order_id]
+                remaining -= quantity
+                if not remaining:
+                    break
+            if not level:
+                del asks[price]
+        return remaining
+
+    def _take_bids(
+        self,
+        book: OrderBook,
+        taker: Address,
+        taker_id: int,
+        limit_price: int,
+        size: int,
+        result: OpResult,
+    ) -> int:
+        """A sell taker (which already set aside `size` of base) against the bids."""
+        asset = book.asset
+        bids = book.bids
+        account = self.balances.account
+        orders = self.orders
+        dirty_orders = self.dirty_orders
+        fills = result.fills
+        taker_quote = account(taker, QUOTE_ASSET)
+        remaining = size
+        while remaining and bids:
+            price, level = bids.peekitem(-1)
+            if price < limit_price:
+                break
+            while level:
+                maker = next(iter(level.values()))
+                if maker.user == taker:
+                    self._release(maker, CancelReason.SELF_TRADE, result)
+                    del level[maker.order_id]
+                    continue
+                quantity = remaining if remaining < maker.size else maker.size
+                notional = quantity * price
+                taker_quote[0] += notional
+                account(maker.user, QUOTE_ASSET)[1] -= notional
+                account(maker.user, asset)[0] += quantity
+                fills.append(
+                    Fill(asset, maker.order_id, taker_id, maker.user, taker, price, quantity, SELL)
+                )
+                maker.size -= quantity
+                dirty_orders[maker.order_id] = maker
+                if not maker.size:
+                    del level[maker.order_id]
+                    del orders[maker.order_id]
+                remaining -= quantity
+                if not remaining:
+                    break
+            if not level:
+                del bids[price]
+        return remaining
