@@ -137,7 +137,19 @@ def _decode_uint_list(key: bytes, value: bytes, length: int) -> list[object]:
         raise CorruptState(f"{describe_key(key)}: undecodable value ({exc})") from exc
     if not isinstance(decoded, list) or len(decoded) != length:
         raise CorruptState(f"{describe_key(key)}: want an array of {length} items")
+    _require_canonical(key, value, decoded)
     return decoded
+
+
+def _require_canonical(key: bytes, value: bytes, decoded: object) -> None:
+    # cbor2.loads accepts trailing bytes and non-minimal heads: one state would then have
+    # several encodings, and so several roots.
+    try:
+        canonical = cbor2.dumps(decoded, canonical=True)
+    except Exception as exc:  # whatever cbor2 decoded but cannot encode back
+        raise CorruptState(f"{describe_key(key)}: unencodable value ({exc})") from exc
+    if canonical != value:
+        raise CorruptState(f"{describe_key(key)}: non-canonical CBOR value")
 
 
 def _uint(key: bytes, value: object, low: int, high: int) -> int:
@@ -157,14 +169,21 @@ def machine_from_entries(entries: Iterable[Entry]) -> CoreStateMachine:
     balances = machine.balances
     orders: list[Order] = []
     seen_next_id = False
+    previous_key = b""
     for key, value in entries:
-        prefix = key[0] if key else -1
+        # Strictly ascending keys: a duplicate would silently overwrite (and double-count
+        # an asset's supply); the store iterates in key order anyway.
+        if key <= previous_key:
+            raise CorruptState(f"{describe_key(key)}: key out of order or repeated")
+        previous_key = key
+        prefix = key[0]
         if key == NEXT_ORDER_ID_KEY:
             try:
                 next_id = cbor2.loads(value)
             except Exception as exc:
                 raise CorruptState(f"{describe_key(key)}: undecodable value") from exc
             machine.next_order_id = _uint(key, next_id, 1, MAX_AMOUNT + 1)
+            _require_canonical(key, value, next_id)
             seen_next_id = True
         elif prefix == BALANCE_PREFIX and len(key) == 25:
             available, locked = _decode_uint_list(key, value, 2)
@@ -223,6 +242,12 @@ def machine_from_entries(entries: Iterable[Entry]) -> CoreStateMachine:
     for user, asset in sorted(held):
         if (user, asset) not in balances.accounts:
             raise CorruptState(f"{describe_key(balance_key(user, asset))}: missing account")
+    for asset in sorted(machine.books):
+        book = machine.books[asset]
+        best_bid, best_ask = book.best_bid(), book.best_ask()
+        if best_bid is not None and best_ask is not None and best_bid >= best_ask:
+            # Matching never leaves a book crossed.
+            raise CorruptState(f"book of asset {asset}: crossed (bid {best_bid} >= ask {best_ask})")
     machine.drain_changes()
     return machine
 

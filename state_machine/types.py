@@ -119,9 +119,14 @@ class Order:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fill:
-    """One trade: `size` of the base `asset` at the maker's `price`."""
+    """One trade: `size` of the base `asset` at the maker's `price`.
+
+    Not frozen, though never mutated: one is built per fill on the matching hot path, and
+    a frozen dataclass's __init__ (object.__setattr__ per field) costs 5x as much
+    (1.17 us against 0.21 us for eight fields; a NamedTuple takes 0.38 us).
+    """
 
     asset: int
     maker_order_id: int
@@ -133,7 +138,7 @@ class Fill:
     taker_side: Side
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancellation:
     """An order (resting, or a taker's unfilled remainder) that left the book unfilled."""
 
