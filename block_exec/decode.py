@@ -1,0 +1,409 @@
+"""Strict decoding of blocks from JSON lines and from canonical CBOR (spec/blocks.md).
+
+One pass per block: `json.loads` with hooks that refuse duplicate keys, floats and
+NaN/Infinity, then direct type and range checks per tx on a fast path. Only when the
+fast path fails does `_tx_problem` walk the tx again, field by field in a fixed order, to
+name the first bad field; the message is therefore deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, BinaryIO, NoReturn
+
+import cbor2
+
+from block_exec.encode import MAX_U64, encode_block
+from block_exec.errors import BlockDecodeError
+from block_exec.types import Block, Cancel, Deposit, Limit, Market, Tx, Withdraw
+from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
+
+_BLOCK_KEYS = frozenset(("height", "time", "txs"))
+_TX_KEYS: dict[str, frozenset[str]] = {
+    "deposit": frozenset(("op", "user", "asset", "amount")),
+    "withdraw": frozenset(("op", "user", "asset", "amount")),
+    "limit": frozenset(("op", "user", "asset", "side", "price", "size", "tif")),
+    "market": frozenset(("op", "user", "asset", "side", "size")),
+    "cancel": frozenset(("op", "user", "asset", "order_id")),
+}
+_LIMIT_KEYS = _TX_KEYS["limit"]
+_LIMIT_KEYS_NO_TIF = _LIMIT_KEYS - {"tif"}
+_AMOUNT_KEYS = _TX_KEYS["deposit"]
+_MARKET_KEYS = _TX_KEYS["market"]
+_CANCEL_KEYS = _TX_KEYS["cancel"]
+# Field order for error messages (and the order the spec lists them in).
+_FIELD_ORDER: dict[str, tuple[str, ...]] = {
+    "deposit": ("user", "asset", "amount"),
+    "withdraw": ("user", "asset", "amount"),
+    "limit": ("user", "asset", "side", "price", "size", "tif"),
+    "market": ("user", "asset", "side", "size"),
+    "cancel": ("user", "asset", "order_id"),
+}
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TIFS = {"gtc": Tif.GTC, "ioc": Tif.IOC, "alo": Tif.ALO}
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+# Address text as written -> normalised; only a speed-up (bounded, cleared when full).
+_USERS: dict[str, str] = {}
+_USERS_MAX = 1 << 16
+
+
+def _normalize_user(value: object) -> str | None:
+    if type(value) is not str:
+        return None
+    known = _USERS.get(value)
+    if known is not None:
+        return known
+    if len(value) != 42 or value[:2] not in ("0x", "0X") or not _HEX.issuperset(value[2:]):
+        return None
+    user = "0x" + value[2:].lower()
+    if len(_USERS) >= _USERS_MAX:
+        _USERS.clear()
+    _USERS[value] = user
+    return user
+
+
+def _show(value: object) -> str:
+    """A short rendering of a decoded value for error messages."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    text = json.dumps(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int_problem(value: object, low: int, high_text: str, high: int) -> str | None:
+    if type(value) is not int:
+        return f"expected an integer in [{low}, {high_text}], got {_show(value)}"
+    if not low <= value <= high:
+        return f"expected an integer in [{low}, {high_text}], got {value}"
+    return None
+
+
+def _keys_problem(obj: dict[Any, Any], want: frozenset[str], optional: frozenset[str]) -> str:
+    missing = sorted(want - optional - obj.keys())
+    if missing:
+        return f'missing field "{missing[0]}"'
+    unknown = sorted((str(k) for k in obj.keys() - want), key=str)
+    return f"unknown field {json.dumps(unknown[0])}"
+
+
+def _tx_problem(tx: object) -> str:
+    """What is wrong with a tx object that failed the fast path."""
+    if not isinstance(tx, dict):
+        return f"expected an object, got {_show(tx)}"
+    if "op" not in tx:
+        return 'missing field "op"'
+    op = tx["op"]
+    if type(op) is not str or op not in _TX_KEYS:
+        return f'field "op": unknown op {_show(op)}'
+    want = _TX_KEYS[op]
+    optional = frozenset(("tif",)) if op == "limit" else frozenset()
+    if not (want - optional) <= tx.keys() <= want:
+        return _keys_problem(tx, want, optional)
+    for name in _FIELD_ORDER[op]:
+        if name not in tx:
+            continue
+        value = tx[name]
+        problem: str | None
+        if name == "user":
+            problem = None
+            if _normalize_user(value) is None:
+                problem = f'expected "0x" + 40 hex digits, got {_show(value)}'
+        elif name == "asset":
+            if op in ("deposit", "withdraw"):
+                problem = _int_problem(value, 0, "2^32-1", MAX_ASSET)
+            else:
+                problem = _int_problem(value, 1, "2^32-1", MAX_ASSET)
+                if problem is not None and value == 0 and type(value) is int:
+                    problem += f" (asset 0 is the quote asset: no {op} on it)"
+        elif name == "side":
+            problem = None
+            if type(value) is not str or value not in _SIDES:
+                problem = f'expected "buy" or "sell", got {_show(value)}'
+        elif name == "tif":
+            problem = None
+            if type(value) is not str or value not in _TIFS:
+                problem = f'expected "gtc", "ioc" or "alo", got {_show(value)}'
+        else:
+            problem = _int_problem(value, 1, "2^64-1", MAX_AMOUNT)
+        if problem is not None:
+            return f'field "{name}": {problem}'
+    return "malformed tx"  # unreachable when the fast path and this walk agree
+
+
+def _fail(where: str, problem: str) -> NoReturn:
+    raise BlockDecodeError(f"{where}: {problem}")
+
+
+def block_from_obj(obj: object, where: str) -> Block:
+    """Build a Block from a decoded JSON/CBOR value, checking the whole schema.
+
+    `where` names the block in messages (e.g. "block at line 3").
+    """
+    if type(obj) is not dict:
+        _fail(where, f"expected an object, got {_show(obj)}")
+    if obj.keys() != _BLOCK_KEYS:
+        _fail(where, _keys_problem(obj, _BLOCK_KEYS, frozenset()))
+    height = obj["height"]
+    problem = _int_problem(height, 1, "2^64-1", MAX_U64)
+    if problem is not None:
+        _fail(where, f'field "height": {problem}')
+    where = f"{where} (height {height})"
+    time = obj["time"]
+    problem = _int_problem(time, 0, "2^64-1", MAX_U64)
+    if problem is not None:
+        _fail(where, f'field "time": {problem}')
+    raw_txs = obj["txs"]
+    if type(raw_txs) is not list:
+        _fail(where, f'field "txs": expected an array, got {_show(raw_txs)}')
+
+    txs: list[Tx] = []
+    append = txs.append
+    users = _USERS
+    sides = _SIDES
+    index = 0
+    try:
+        for index, d in enumerate(raw_txs):  # noqa: B007 - index is read after the loop
+            if type(d) is not dict:
+                break
+            op = d.get("op")
+            keys = d.keys()
+            u = d.get("user")
+            user = users.get(u) if type(u) is str else None
+            if user is None:
+                user = _normalize_user(u)
+                if user is None:
+                    break
+            asset = d.get("asset")
+            if op == "limit":
+                if keys == _LIMIT_KEYS:
+                    tif = _TIFS.get(d["tif"])
+                elif keys == _LIMIT_KEYS_NO_TIF:
+                    tif = Tif.GTC
+                else:
+                    break
+                price = d["price"]
+                size = d["size"]
+                side = sides.get(d["side"])
+                if (
+                    type(price) is int and 0 < price <= MAX_AMOUNT
+                    and type(size) is int and 0 < size <= MAX_AMOUNT
+                    and type(asset) is int and 0 < asset <= MAX_ASSET
+                    and side is not None and tif is not None
+                ):
+                    append(Limit(user, asset, side, price, size, tif))
+                    continue
+                break
+            if op == "cancel":
+                oid = d.get("order_id")
+                if (
+                    keys == _CANCEL_KEYS
+                    and type(oid) is int and 0 < oid <= MAX_AMOUNT
+                    and type(asset) is int and 0 < asset <= MAX_ASSET
+                ):
+                    append(Cancel(user, asset, oid))
+                    continue
+                break
+            if op == "market":
+                size = d.get("size")
+                side = sides.get(d.get("side", ""))
+                if (
+                    keys == _MARKET_KEYS
+                    and type(size) is int and 0 < size <= MAX_AMOUNT
+                    and type(asset) is int and 0 < asset <= MAX_ASSET
+                    and side is not None
+                ):
+                    append(Market(user, asset, side, size))
+                    continue
+                break
+            if op == "deposit" or op == "withdraw":
+                amount = d.get("amount")
+                if (
+                    keys == _AMOUNT_KEYS
+                    and type(amount) is int and 0 < amount <= MAX_AMOUNT
+                    and type(asset) is int and 0 <= asset <= MAX_ASSET
+                ):
+                    append((Deposit if op == "deposit" else Withdraw)(user, asset, amount))
+                    continue
+            break
+        else:
+            return Block(height, time, tuple(txs))
+    except TypeError:  # an unhashable value (array, object) where a name was expected
+        pass
+    _fail(where, f"tx {index}: {_tx_problem(raw_txs[index])}")
+
+
+# -- JSON ---------------------------------------------------------------------------
+
+class _JSONReject(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _JSONReject(f"duplicate key {json.dumps(key)}")
+            seen.add(key)
+    return obj
+
+
+def _float(text: str) -> NoReturn:
+    raise _JSONReject(f"number {text} is not an integer (floats are not allowed)")
+
+
+def _constant(text: str) -> NoReturn:
+    raise _JSONReject(f"{text} is not allowed")
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_float, parse_constant=_constant)
+_JSON_FAST = json.JSONDecoder(parse_float=_float, parse_constant=_constant)
+
+
+def _parse_strict(text: str, where: str) -> object:
+    try:
+        return _JSON.decode(text)
+    except _JSONReject as exc:
+        _fail(where, f"bad JSON: {exc}")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int too long, ...
+        _fail(where, f"bad JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def decode_json_block(line: str | bytes, where: str = "block") -> Block:
+    """Decode one JSON block (one line of a block file).
+
+    Fast path: parse without the duplicate-key hook (a C-level dict per object), check
+    the schema, then count the key separators. In a schema-valid block every string is a
+    field name, an op/side/tif name or a hex address, so the text's `:` characters are
+    exactly its key/value separators; fewer keys than separators means a duplicate key.
+    Any failure re-parses strictly, so the error reported is the one the strict parse
+    meets first (bad JSON and duplicate keys before schema errors).
+    """
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as exc:
+        _fail(where, f"bad JSON: not UTF-8 ({exc.reason} at byte {exc.start})")
+    try:
+        obj = _JSON_FAST.decode(text)
+        block = block_from_obj(obj, where)
+    except (ValueError, RecursionError, BlockDecodeError):
+        return block_from_obj(_parse_strict(text, where), where)
+    if text.count(":") != 3 + sum(map(len, obj["txs"])):
+        _parse_strict(text, where)  # names the duplicate key
+        _fail(where, "bad JSON: duplicate key")
+    return block
+
+
+# -- CBOR ---------------------------------------------------------------------------
+
+def _decode_cbor_item(data: memoryview, pos: int, where: str) -> tuple[Block, int]:
+    """Decode the block starting at `pos`; return it and the offset just past it."""
+    try:
+        obj = cbor2.loads(data[pos:], allow_indefinite=False, allow_duplicate_keys=False)
+    except Exception as exc:  # cbor2 raises several types on malformed input
+        _fail(where, f"bad CBOR: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if isinstance(obj, dict) and obj.get("txs").__class__ is list:
+        for index, tx in enumerate(obj["txs"]):
+            # In CBOR the canonical form always carries tif; say so rather than the
+            # generic "non-canonical" below.
+            if isinstance(tx, dict) and tx.get("op") == "limit" and "tif" not in tx:
+                h = obj.get("height")
+                where_h = f"{where} (height {h})" if type(h) is int else where
+                _fail(where_h, f'tx {index}: missing field "tif" (required in CBOR)')
+    block = block_from_obj(obj, where)
+    canonical = encode_block(block)
+    end = pos + len(canonical)
+    if data[pos:end] != canonical:
+        offset = next(
+            (i for i, b in enumerate(canonical) if pos + i >= len(data) or data[pos + i] != b),
+            len(canonical),
+        )
+        _fail(
+            f"{where} (height {block.height})",
+            f"non-canonical CBOR (differs from the canonical encoding at byte {pos + offset})",
+        )
+    return block, end
+
+
+def decode_cbor_block(data: bytes, where: str = "block") -> Block:
+    """Decode exactly one canonical CBOR block; trailing bytes are refused."""
+    block, end = _decode_cbor_item(memoryview(data), 0, where)
+    if end != len(data):
+        _fail(f"{where} (height {block.height})", f"{len(data) - end} trailing bytes after it")
+    return block
+
+
+def iter_cbor_blocks(data: bytes) -> Iterator[Block]:
+    """The blocks of a CBOR sequence (RFC 8742), each canonical."""
+    view = memoryview(data)
+    pos = 0
+    number = 1
+    while pos < len(data):
+        block, pos = _decode_cbor_item(view, pos, f"block {number} at byte {pos}")
+        yield block
+        number += 1
+
+
+# -- block files --------------------------------------------------------------------
+
+_JSON_FIRST = frozenset(b"{ \t\r\n")
+
+
+def iter_json_blocks(lines: Iterator[bytes] | list[bytes]) -> Iterator[Block]:
+    """The blocks of JSON Lines; lines holding only spaces, tabs and CR are skipped."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip(b" \t\r\n"):
+            continue
+        yield decode_json_block(line, f"block at line {number}")
+
+
+def iter_blocks(data: bytes) -> Iterator[Block]:
+    """The blocks of a whole block file's bytes: JSON Lines or a CBOR sequence.
+
+    The first byte decides: `{` or JSON whitespace means JSON Lines, anything else CBOR;
+    an empty file has no blocks. Iteration stops with BlockDecodeError at the first bad
+    block (the ones before it are good).
+    """
+    if not data:
+        return iter(())
+    if data[0] in _JSON_FIRST:
+        return iter_json_blocks(data.split(b"\n"))
+    return iter_cbor_blocks(data)
+
+
+def read_block_file(path: str) -> Iterator[Block]:
+    """The blocks of a block file (see `iter_blocks`). JSON Lines are read line by line."""
+    with open(path, "rb") as f:
+        first = f.read(1)
+        if not first:
+            return
+        if first[0] in _JSON_FIRST:
+            f.seek(0)
+            yield from iter_json_blocks(iter(f))
+            return
+        yield from iter_cbor_blocks(first + f.read())
+
+
+def read_block_stream(stream: BinaryIO) -> Iterator[Block]:
+    """Like `read_block_file` for an open binary stream (e.g. stdin)."""
+    first = stream.read(1)
+    if not first:
+        return
+    if first[0] in _JSON_FIRST:
+        def lines() -> Iterator[bytes]:
+            yield first if first == b"\n" else first + stream.readline()
+            yield from stream
+        yield from iter_json_blocks(lines())
+        return
+    yield from iter_cbor_blocks(first + stream.read())

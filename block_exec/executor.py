@@ -1,0 +1,214 @@
+"""`Executor`: the object a node embeds. It applies blocks in sequence, keeps the state
+root, and, when opened on a directory, persists blocks, history and checkpoints in LevelDB
+and recovers from it (spec/store.md, "Recovery").
+
+The state root is kept incrementally: the core records what each block changed, and the
+changed entries are folded into a `NamespacedCommitment` at every checkpoint height (or
+when `state_root` is asked for), so a commit costs O(changes * log(state)), never O(state).
+The same changed entries, accumulated since the previous checkpoint, are what the store
+writes at the next one.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from block_exec.apply import apply_block
+from block_exec.decode import decode_cbor_block
+from block_exec.encode import block_receipts_line, encode_block
+from block_exec.errors import BlockSequenceError
+from block_exec.types import Block, BlockResult, OrderPlaced
+from block_exec.validate import check_sequence, validate_block
+from merkle import NamespacedCommitment
+from state_machine import (
+    Cancellation,
+    CoreStateMachine,
+    Fill,
+    changed_entries,
+    namespace_of,
+    state_entries,
+)
+from store import (
+    BlockRecord,
+    Checkpoint,
+    Roots,
+    Store,
+)
+from store import OrderPlaced as StoredOrder
+from store.roots import commitment_of, roots_of
+
+DEFAULT_CHECKPOINT_INTERVAL = 100
+
+
+class Executor:
+    """Holds the core and the chain position: `height` (0 before any block), the last
+    block's `last_time` and `last_block_hash` (None before any block).
+
+    `Executor()` runs in memory; `Executor.open(directory)` runs on a LevelDB store.
+    Either way a block's result carries the state root at checkpoint heights
+    (height % checkpoint_interval == 0), and `state_root` gives it at any height.
+    """
+
+    def __init__(
+        self,
+        state: CoreStateMachine | None = None,
+        *,
+        checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
+    ) -> None:
+        if checkpoint_interval < 1:
+            raise ValueError("checkpoint_interval must be at least 1")
+        self.state = CoreStateMachine() if state is None else state
+        self.checkpoint_interval = checkpoint_interval
+        self.height = 0
+        self.last_time = 0
+        self.last_block_hash: bytes | None = None
+        self.store: Store | None = None
+        self.commitment = commitment_of(state_entries(self.state))
+        self.state.drain_changes()
+        # Changed entries not yet written by a store checkpoint (None = removed); kept
+        # only when there is a store to write them.
+        self._unsaved: dict[bytes, bytes | None] = {}
+        self._keeps_unsaved = False
+
+    # -- opening on a store --------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        *,
+        checkpoint_interval: int | None = None,
+        keep: int = 10,
+        sync_blocks: bool = False,
+    ) -> Executor:
+        """Open (or create) the store in `directory` and recover.
+
+        Recovery restores the latest checkpoint, recomputes its root and refuses to start
+        (StateDiverged, naming the namespace) if it differs from the stored one, then
+        replays the logged blocks after it. `checkpoint_interval` is fixed when the store
+        is created; None means "as stored" (100 for a new store).
+        """
+        store = Store(directory, checkpoint_interval=checkpoint_interval, keep=keep,
+                      sync_blocks=sync_blocks)
+        try:
+            built: list[NamespacedCommitment] = []
+
+            def compute_roots(entries: object) -> Roots:
+                commitment = commitment_of(entries)  # type: ignore[arg-type]
+                built.append(commitment)
+                return roots_of(commitment)
+
+            restored = store.restore(compute_roots=compute_roots)
+            executor = cls(CoreStateMachine(), checkpoint_interval=store.checkpoint_interval)
+            executor.state = restored.machine
+            executor.commitment = built[0] if built else commitment_of(restored.entries)
+            executor.height = restored.height
+            executor._keeps_unsaved = True
+            if restored.height:
+                stored = store.block(restored.height)
+                assert stored is not None  # restore checked the checkpoint's block
+                executor.last_time = stored.time
+                executor.last_block_hash = stored.block_hash
+            for stored in store.blocks_after(restored.height):
+                block = decode_cbor_block(stored.block_bytes, f"stored block {stored.height}")
+                result = executor._apply(block)
+                if result.block_hash != stored.block_hash:
+                    raise BlockSequenceError(
+                        f"stored block {stored.height}: hash does not match its bytes"
+                    )
+            executor.store = store
+            return executor
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- applying blocks -----------------------------------------------------------------
+
+    def validate(self, block: Block) -> None:
+        """Raise a BlockError if `block` would be refused as the next block."""
+        validate_block(block, self.height, self.last_time)
+
+    def apply_block(self, block: Block) -> BlockResult:
+        """Apply the next block; raise a BlockError (nothing changed) if it is refused.
+
+        With a store, the block, its receipts and its history are written in one batch
+        before this returns (and, at a checkpoint height, the checkpoint with them).
+        """
+        result = self._apply(block)
+        if self.store is not None:
+            self._persist(block, result)
+        return result
+
+    def _apply(self, block: Block) -> BlockResult:
+        check_sequence(block, self.height, self.last_time)
+        result = apply_block(self.state, block)
+        self.height = block.height
+        self.last_time = block.time
+        self.last_block_hash = result.block_hash
+        if block.height % self.checkpoint_interval == 0:
+            result.state_root = self.state_root
+        return result
+
+    def _persist(self, block: Block, result: BlockResult) -> None:
+        assert self.store is not None
+        root_hex = None if result.state_root is None else result.state_root.hex()
+        record = BlockRecord(
+            height=block.height,
+            time=block.time,
+            block_hash=result.block_hash,
+            block_bytes=encode_block(block),
+            receipts=block_receipts_line(block.height, root_hex, result.receipts).encode(),
+            placed=[
+                StoredOrder(
+                    event.order_id, event.user, event.asset, event.side, event.type,
+                    event.tif, event.price, event.size,
+                )
+                for event in result.events
+                if type(event) is OrderPlaced
+            ],
+            fills=[event for event in result.events if type(event) is Fill],
+            cancellations=[event for event in result.events if type(event) is Cancellation],
+        )
+        checkpoint = None
+        if result.state_root is not None:
+            checkpoint = Checkpoint(
+                block.height, sorted(self._unsaved.items()), roots_of(self.commitment)
+            )
+        self.store.append_block(record, checkpoint)
+        if checkpoint is not None:
+            self._unsaved = {}
+
+    # -- the state root --------------------------------------------------------------------
+
+    def _fold_changes(self) -> None:
+        """Fold what the core changed since the last fold into the commitment."""
+        changes = changed_entries(self.state, self.state.drain_changes())
+        self.commitment.update((namespace_of(key), key, value) for key, value in changes)
+        if self._keeps_unsaved:
+            self._unsaved.update(changes)
+
+    @property
+    def state_root(self) -> bytes:
+        """The root of the current state (computed incrementally from what changed)."""
+        self._fold_changes()
+        return self.commitment.root()
+
+    def roots(self) -> Roots:
+        """The state root and the root of every namespace under it."""
+        self._fold_changes()
+        return roots_of(self.commitment)

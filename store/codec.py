@@ -1,0 +1,228 @@
+"""Value encodings (spec/store.md, "Values").
+
+Rows other than state entries are framed as `crc32(payload) u32 ‖ payload`, payload a
+canonical CBOR array: the checksum turns a flipped byte anywhere, block bytes included,
+into `CorruptStore` instead of a silently wrong answer. State entries need no checksum:
+the state root covers them.
+
+Every decoder raises `CorruptStore` (one line, naming the row) on anything malformed.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import cbor2
+
+from state_machine import Cancellation, Fill
+from state_machine.types import (
+    MAX_AMOUNT,
+    MAX_ASSET,
+    CancelReason,
+    OrderType,
+    Side,
+    Tif,
+)
+from store.errors import CorruptStore
+from store.records import CheckpointInfo, OrderPlaced, Roots, StoredBlock
+
+TOMBSTONE = b"\x00"
+PRESENT = b"\x01"
+ZERO_HASH = bytes(32)
+
+
+def frame(items: list[object]) -> bytes:
+    payload = cbor2.dumps(items)
+    return zlib.crc32(payload).to_bytes(4, "big") + payload
+
+
+def unframe(what: str, value: bytes | None, length: int) -> list[object]:
+    """Check the checksum and decode a CBOR array of `length` items."""
+    if value is None:
+        raise CorruptStore(f"{what}: missing")
+    if len(value) < 5 or zlib.crc32(value[4:]).to_bytes(4, "big") != value[:4]:
+        raise CorruptStore(f"{what}: checksum mismatch (corrupt or truncated value)")
+    try:
+        items = cbor2.loads(value[4:])
+    except Exception as exc:  # cbor2 raises several types on garbage
+        raise CorruptStore(f"{what}: undecodable value ({type(exc).__name__})") from None
+    if not isinstance(items, list) or len(items) != length:
+        raise CorruptStore(f"{what}: want an array of {length} items")
+    return items
+
+
+def uint(what: str, value: object, low: int = 0, high: int = MAX_AMOUNT) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise CorruptStore(f"{what}: integer {value!r} out of range")
+    return value
+
+
+def raw(what: str, value: object, length: int | None = None) -> bytes:
+    if not isinstance(value, bytes) or (length is not None and len(value) != length):
+        raise CorruptStore(f"{what}: want a byte string")
+    return value
+
+
+def address(what: str, value: object) -> str:
+    return "0x" + raw(what, value, 20).hex()
+
+
+def user_bytes(user: str) -> bytes:
+    return bytes.fromhex(user[2:])
+
+
+# -- meta -------------------------------------------------------------------------------
+
+
+def encode_head(height: int, block_hash: bytes, next_fill_seq: int) -> bytes:
+    return frame([height, block_hash, next_fill_seq])
+
+
+def decode_head(value: bytes | None) -> tuple[int, bytes, int]:
+    height, block_hash, next_fill_seq = unframe("head", value, 3)
+    return uint("head", height), raw("head", block_hash), uint("head", next_fill_seq, 1)
+
+
+# -- blocks -----------------------------------------------------------------------------
+
+
+def encode_block(
+    time: int, block_hash: bytes, prev_hash: bytes, block_bytes: bytes, receipts: bytes
+) -> bytes:
+    return frame([time, block_hash, prev_hash, block_bytes, receipts])
+
+
+def decode_block(height: int, value: bytes | None) -> StoredBlock:
+    what = f"block {height}"
+    time, block_hash, prev_hash, block_bytes, receipts = unframe(what, value, 5)
+    return StoredBlock(
+        height,
+        uint(what, time),
+        raw(what, block_hash),
+        raw(what, prev_hash),
+        raw(what, block_bytes),
+        raw(what, receipts),
+    )
+
+
+# -- history ----------------------------------------------------------------------------
+
+
+def encode_order(placed: OrderPlaced, height: int) -> bytes:
+    return frame(
+        [
+            user_bytes(placed.user),
+            placed.asset,
+            int(placed.side),
+            int(placed.order_type),
+            None if placed.tif is None else int(placed.tif),
+            placed.price,
+            placed.size,
+            height,
+        ]
+    )
+
+
+def decode_order(order_id: int, value: bytes | None) -> tuple[OrderPlaced, int]:
+    what = f"history of order {order_id}"
+    user, asset, side, order_type, tif, price, size, height = unframe(what, value, 8)
+    kind = OrderType(uint(what, order_type, 0, 1))
+    if kind == OrderType.LIMIT:
+        tif_value: Tif | None = Tif(uint(what, tif, 0, 2))
+        price_value: int | None = uint(what, price, 1)
+    elif tif is None and price is None:
+        tif_value = price_value = None
+    else:
+        raise CorruptStore(f"{what}: a market order with a tif or price")
+    placed = OrderPlaced(
+        order_id,
+        address(what, user),
+        uint(what, asset, 1, MAX_ASSET),
+        Side(uint(what, side, 0, 1)),
+        kind,
+        tif_value,
+        price_value,
+        uint(what, size, 1),
+    )
+    return placed, uint(what, height, 1)
+
+
+def encode_fill(fill: Fill, height: int) -> bytes:
+    return frame(
+        [
+            fill.asset,
+            fill.maker_order_id,
+            fill.taker_order_id,
+            user_bytes(fill.maker),
+            user_bytes(fill.taker),
+            fill.price,
+            fill.size,
+            int(fill.taker_side),
+            height,
+        ]
+    )
+
+
+def decode_fill(seq: int, value: bytes | None) -> tuple[Fill, int]:
+    what = f"history fill {seq}"
+    asset, maker_id, taker_id, maker, taker, price, size, side, height = unframe(what, value, 9)
+    fill = Fill(
+        uint(what, asset, 1, MAX_ASSET),
+        uint(what, maker_id, 1),
+        uint(what, taker_id, 1),
+        address(what, maker),
+        address(what, taker),
+        uint(what, price, 1),
+        uint(what, size, 1),
+        Side(uint(what, side, 0, 1)),
+    )
+    return fill, uint(what, height, 1)
+
+
+def encode_fill_size(size: int) -> bytes:
+    return size.to_bytes(8, "big")
+
+
+def decode_fill_size(order_id: int, value: bytes) -> int:
+    if len(value) != 8:
+        raise CorruptStore(f"history of order {order_id}: bad fill index entry")
+    return int.from_bytes(value, "big")
+
+
+def encode_cancel(cancellation: Cancellation, height: int) -> bytes:
+    return frame([int(cancellation.reason), cancellation.size, height])
+
+
+def decode_cancel(order_id: int, value: bytes | None) -> tuple[CancelReason, int, int]:
+    what = f"cancellation of order {order_id}"
+    reason, size, height = unframe(what, value, 3)
+    return CancelReason(uint(what, reason, 0, 3)), uint(what, size, 1), uint(what, height, 1)
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+
+def encode_checkpoint(info: CheckpointInfo) -> bytes:
+    namespaces = [[namespace, root] for namespace, root in info.roots.namespaces]
+    return frame(
+        [info.block_hash, info.roots.root, namespaces, info.entry_count, info.changed_count]
+    )
+
+
+def decode_checkpoint(height: int, value: bytes | None) -> CheckpointInfo:
+    what = f"checkpoint {height}"
+    block_hash, root, namespaces, entry_count, changed_count = unframe(what, value, 5)
+    if not isinstance(namespaces, list):
+        raise CorruptStore(f"{what}: bad namespace roots")
+    pairs: list[tuple[bytes, bytes]] = []
+    for pair in namespaces:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise CorruptStore(f"{what}: bad namespace roots")
+        pairs.append((raw(what, pair[0]), raw(what, pair[1])))
+    return CheckpointInfo(
+        height,
+        raw(what, block_hash),
+        Roots(raw(what, root), tuple(pairs)),
+        uint(what, entry_count),
+        uint(what, changed_count),
+    )

@@ -1,0 +1,49 @@
+"""Exclusive ownership of a node directory, in this process and across processes.
+
+plyvel silently drops LevelDB's own lock when one process opens the same path twice, and
+two writers then lose data; so the store keeps a process-wide registry of open directories
+and also holds `flock` on a lock file of its own, which another process cannot take.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+from store.errors import StoreError, StoreLocked
+
+LOCK_FILE = "coreledger.lock"
+
+_registry_guard = threading.Lock()
+_open_paths: set[str] = set()
+
+
+class DirectoryLock:
+    __slots__ = ("fd", "path")
+
+    def __init__(self, directory: str) -> None:
+        path = os.path.realpath(directory)
+        with _registry_guard:
+            if path in _open_paths:
+                raise StoreLocked(f"{directory}: already open in this process")
+            try:
+                fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreError(f"{directory}: cannot create lock file ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise StoreLocked(f"{directory}: in use by another process") from None
+            _open_paths.add(path)
+        self.path = path
+        self.fd = fd
+
+    def release(self) -> None:
+        with _registry_guard:
+            if self.fd < 0:
+                return
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
+            _open_paths.discard(self.path)
