@@ -132,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.UsageProblem as exc:
         print(f"coreledger: error: {exc}", file=sys.stderr)
         return 2
+    except commands.CommandFailed as exc:
+        print(f"coreledger: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("coreledger: interrupted", file=sys.stderr)
         return 130

@@ -80,6 +80,7 @@ class Executor:
         checkpoint_interval: int | None = None,
         keep: int = 10,
         sync_blocks: bool = False,
+        create: bool = True,
     ) -> Executor:
         """Open (or create) the store in `directory` and recover.
 
@@ -89,7 +90,7 @@ class Executor:
         is created; None means "as stored" (100 for a new store).
         """
         store = Store(directory, checkpoint_interval=checkpoint_interval, keep=keep,
-                      sync_blocks=sync_blocks)
+                      sync_blocks=sync_blocks, create=create)
         try:
             built: list[NamespacedCommitment] = []
 
