@@ -28,7 +28,8 @@ from state_machine import CoreStateMachine
 def apply_block(state: CoreStateMachine, block: Block) -> BlockResult:
     """Apply every tx of `block` to `state`; raise BlockSchemaError (state untouched) first
     if the block is outside the schema."""
-    block_hash = blake3.blake3(encode_block_checked(block)).digest()
+    block_bytes = encode_block_checked(block)
+    block_hash = blake3.blake3(block_bytes).digest()
     receipts: list[Receipt] = []
     events: list[Event] = []
     add_receipt = receipts.append
@@ -69,4 +70,6 @@ def apply_block(state: CoreStateMachine, block: Block) -> BlockResult:
             assert isinstance(tx, Withdraw)
             result = state.withdraw(tx.user, tx.asset, tx.amount)
         add_receipt(result)
-    return BlockResult(block.height, block.time, block_hash, tuple(receipts), tuple(events))
+    return BlockResult(
+        block.height, block.time, block_hash, tuple(receipts), tuple(events), None, block_bytes
+    )

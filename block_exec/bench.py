@@ -12,13 +12,21 @@ peak memory where it is measured; plus the baseline's figures and the ratio.
 from __future__ import annotations
 
 import gc
+import io
+import json
+import os
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from block_exec.bench_baseline import SimpleBook, SimpleOrder
-from block_exec.simulate import SplitMix64, user_address
+from block_exec.decode import block_from_obj, decode_json_block
+from block_exec.encode import block_receipts_line
+from block_exec.executor import Executor
+from block_exec.simulate import MarketConfig, SimulatedMarket, SplitMix64, user_address
+from block_exec.types import Cancel, Deposit, Limit, Market
 from state_machine import CoreStateMachine, Side, Tif
 
 Figure = dict[str, Any]
@@ -209,6 +217,107 @@ def core_benchmarks(quick: bool) -> list[Figure]:
     return figures
 
 
+def simulated_block_lines(blocks: int) -> list[bytes]:
+    """The simulated market's first `blocks` blocks as JSON lines (generated once)."""
+    market = SimulatedMarket(MarketConfig(blocks=blocks))
+    executor = Executor()
+    lines: list[bytes] = []
+    for height in range(1, blocks + 1):
+        obj = market.block(height, executor.state)
+        executor.apply_block(block_from_obj(obj, "simulated"))
+        lines.append(json.dumps(obj, separators=(",", ":")).encode())
+    return lines
+
+
+def _tx_count(lines: list[bytes]) -> int:
+    return sum(len(json.loads(line)["txs"]) for line in lines)
+
+
+def bench_core_flow(lines: list[bytes]) -> Figure:
+    """The same flow straight into the core: decoding done beforehand, no receipts."""
+    blocks = [decode_json_block(line) for line in lines]
+    machine = CoreStateMachine()
+    calls: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+    for block in blocks:
+        for tx in block.txs:
+            if isinstance(tx, Limit):
+                arguments: tuple[Any, ...] = (tx.user, tx.asset, tx.side, tx.price, tx.size, tx.tif)
+                calls.append((machine.limit, arguments))
+            elif isinstance(tx, Market):
+                calls.append((machine.market, (tx.user, tx.asset, tx.side, tx.size)))
+            elif isinstance(tx, Cancel):
+                calls.append((machine.cancel, (tx.user, tx.asset, tx.order_id)))
+            elif isinstance(tx, Deposit):
+                calls.append((machine.deposit, (tx.user, tx.asset, tx.amount)))
+            else:
+                calls.append((machine.withdraw, (tx.user, tx.asset, tx.amount)))
+    start = time.perf_counter()
+    for operation, arguments in calls:
+        operation(*arguments)
+    seconds = time.perf_counter() - start
+    return figure("mixed_flow/core_only", len(calls), seconds)
+
+
+def bench_apply_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figure:
+    """decode + validate + apply_block + receipts JSON, in memory, root every N blocks."""
+    executor = Executor(checkpoint_interval=checkpoint_interval)
+    sink = io.StringIO()
+    txs = 0
+    start = time.perf_counter()
+    for line in lines:
+        block = decode_json_block(line)
+        result = executor.apply_block(block)
+        root = None if result.state_root is None else result.state_root.hex()
+        sink.write(block_receipts_line(block.height, root, result.receipts))
+        txs += len(block.txs)
+    seconds = time.perf_counter() - start
+    return figure("mixed_flow/apply_block_in_memory", txs, seconds,
+                  blocks=len(lines), checkpoint_interval=checkpoint_interval)
+
+
+def bench_store_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figure:
+    """The same flow as `coreledger run --blocks` does it: LevelDB store, checkpoints."""
+    with tempfile.TemporaryDirectory(prefix="coreledger-bench-") as directory:
+        executor = Executor.open(directory, checkpoint_interval=checkpoint_interval)
+        txs = 0
+        start = time.perf_counter()
+        try:
+            for line in lines:
+                block = decode_json_block(line)
+                executor.apply_block(block)
+                txs += len(block.txs)
+        finally:
+            executor.close()
+        seconds = time.perf_counter() - start
+        size = sum(
+            os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(directory)
+            for name in names
+        )
+    return figure("mixed_flow/run_with_store", txs, seconds, blocks=len(lines),
+                  checkpoint_interval=checkpoint_interval, store_bytes=size,
+                  store_bytes_per_block=size // max(1, len(lines)))
+
+
+def flow_benchmarks(quick: bool) -> list[Figure]:
+    lines = simulated_block_lines(300 if quick else 3000)
+    core = bench_core_flow(lines)
+    applied = bench_apply_flow(lines)
+    stored = bench_store_flow(lines)
+    applied["ratio_vs_core_only"] = round(applied["ops_per_s"] / core["ops_per_s"], 3)
+    stored["baseline"] = applied["name"]
+    stored["baseline_ops_per_s"] = applied["ops_per_s"]
+    stored["ratio_vs_baseline"] = round(stored["ops_per_s"] / applied["ops_per_s"], 3)
+    return [core, applied, stored]
+
+
 def run_all(quick: bool) -> list[Figure]:
     """Every workload; `quick` keeps the whole run under about 30 seconds."""
-    return core_benchmarks(quick)
+    from merkle import bench as merkle_bench
+    from store import bench as store_bench
+
+    figures = core_benchmarks(quick)
+    figures.extend(flow_benchmarks(quick))
+    figures.extend(store_bench.run_benchmarks(quick))
+    figures.extend(merkle_bench.run_benchmarks(quick))
+    return figures

@@ -15,15 +15,13 @@ from types import TracebackType
 
 from block_exec.apply import apply_block
 from block_exec.decode import decode_cbor_block
-from block_exec.encode import block_receipts_line, encode_block
+from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
 from block_exec.types import Block, BlockResult, OrderPlaced
 from block_exec.validate import check_sequence, validate_block
 from merkle import NamespacedCommitment
 from state_machine import (
-    Cancellation,
     CoreStateMachine,
-    Fill,
     changed_entries,
     namespace_of,
     state_entries,
@@ -172,7 +170,7 @@ class Executor:
             height=block.height,
             time=block.time,
             block_hash=result.block_hash,
-            block_bytes=encode_block(block),
+            block_bytes=result.block_bytes,
             receipts=block_receipts_line(block.height, root_hex, result.receipts).encode(),
             placed=[
                 StoredOrder(
@@ -182,8 +180,12 @@ class Executor:
                 for event in result.events
                 if type(event) is OrderPlaced
             ],
-            fills=[event for event in result.events if type(event) is Fill],
-            cancellations=[event for event in result.events if type(event) is Cancellation],
+            fills=[fill for receipt in result.receipts for fill in receipt.fills],
+            cancellations=[
+                cancellation
+                for receipt in result.receipts
+                for cancellation in receipt.cancellations
+            ],
         )
         checkpoint = None
         if result.state_root is not None:

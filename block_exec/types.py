@@ -159,6 +159,7 @@ class BlockResult:
     receipts: tuple[Receipt, ...]  # one per tx, in block order
     events: tuple[Event, ...]  # in execution order (see `Event`)
     state_root: bytes | None = None  # set by the executor at checkpoint heights
+    block_bytes: bytes = b""  # the block's canonical CBOR (what its hash is taken of)
 
     @property
     def block_hash_hex(self) -> str:
