@@ -1,0 +1,244 @@
+"""`NamespacedCommitment`: one sparse Merkle tree per namespace under a top tree.
+
+The top tree maps namespace -> root of that namespace's tree; a namespace whose tree is empty
+is absent from the top tree, so the root is history independent. Divergence between two
+commitments is named first by namespace (cheap: the top tree is small), then by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from merkle.errors import ProofFormatError
+from merkle.hashing import EMPTY, HASH_SIZE
+from merkle.proof import Proof, verify
+from merkle.tree import SparseMerkleTree, _as_bytes, diff
+
+NamespacedChange: TypeAlias = "tuple[bytes, bytes, bytes | None]"
+NamespacedDiffEntry: TypeAlias = "tuple[bytes, bytes, bytes | None, bytes | None]"
+
+_ABSENT = 0
+_PRESENT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NamespacedProof:
+    """Proof about (namespace, key) against a NamespacedCommitment root.
+
+    `namespace_proof` proves namespace -> `sub_root` in the top tree (exclusion when
+    `sub_root` is None, and then `key_proof` is None too); `key_proof` proves the key in the
+    namespace's tree whose root is `sub_root`.
+    """
+
+    namespace_proof: Proof
+    sub_root: bytes | None
+    key_proof: Proof | None
+
+    def __post_init__(self) -> None:
+        if self.sub_root is None:
+            if self.key_proof is not None:
+                raise ProofFormatError("an absent namespace has no key proof")
+        elif type(self.sub_root) is not bytes or len(self.sub_root) != HASH_SIZE:
+            raise ProofFormatError("sub_root must be 32 bytes")
+        elif self.sub_root == EMPTY:
+            raise ProofFormatError("an empty namespace is absent, its root is never EMPTY")
+        elif self.key_proof is None:
+            raise ProofFormatError("a present namespace needs a key proof")
+
+    def to_bytes(self) -> bytes:
+        """flag u8 (0 absent, 1 present) | [sub_root 32] | namespace proof | [key proof]."""
+        if self.sub_root is None:
+            return bytes((_ABSENT,)) + self.namespace_proof.to_bytes()
+        assert self.key_proof is not None
+        return b"".join(
+            (
+                bytes((_PRESENT,)),
+                self.sub_root,
+                self.namespace_proof.to_bytes(),
+                self.key_proof.to_bytes(),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NamespacedProof:
+        """Strict decoding; raises ProofFormatError on anything but the canonical bytes."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ProofFormatError("proof must be bytes")
+        data = bytes(data)
+        if not data:
+            raise ProofFormatError("empty namespaced proof")
+        flag = data[0]
+        if flag == _ABSENT:
+            top, end = Proof.decode_prefix(data, 1)
+            if end != len(data):
+                raise ProofFormatError("trailing bytes after proof")
+            return cls(top, None, None)
+        if flag != _PRESENT:
+            raise ProofFormatError(f"unknown namespaced proof flag {flag}")
+        sub_root = data[1 : 1 + HASH_SIZE]
+        if len(sub_root) != HASH_SIZE:
+            raise ProofFormatError("truncated sub-root")
+        top, pos = Proof.decode_prefix(data, 1 + HASH_SIZE)
+        sub, end = Proof.decode_prefix(data, pos)
+        if end != len(data):
+            raise ProofFormatError("trailing bytes after proof")
+        return cls(top, sub_root, sub)
+
+
+def verify_namespaced(
+    root: bytes,
+    namespace: bytes,
+    key: bytes,
+    value: bytes | None,
+    proof: NamespacedProof | bytes,
+) -> bool:
+    """True iff `proof` shows that (namespace, key) maps to `value` (None: absent) under `root`.
+
+    Pure; malformed proof bytes give False.
+    """
+    if not isinstance(proof, NamespacedProof):
+        try:
+            proof = NamespacedProof.from_bytes(proof)
+        except ProofFormatError:
+            return False
+    if proof.sub_root is None:
+        return value is None and verify(root, namespace, None, proof.namespace_proof)
+    assert proof.key_proof is not None
+    return verify(root, namespace, proof.sub_root, proof.namespace_proof) and verify(
+        proof.sub_root, key, value, proof.key_proof
+    )
+
+
+class NamespacedCommitment:
+    """A two-level authenticated map (namespace, key) -> value; see the module docstring."""
+
+    __slots__ = ("_dirty", "_top", "_trees")
+
+    def __init__(self, changes: Iterable[NamespacedChange] | None = None) -> None:
+        self._trees: dict[bytes, SparseMerkleTree] = {}
+        self._top = SparseMerkleTree()
+        self._dirty: set[bytes] = set()
+        if changes is not None:
+            self.update(changes)
+
+    def update(self, changes: Iterable[NamespacedChange]) -> None:
+        """Apply (namespace, key, value-or-None) changes; validated before any is applied."""
+        grouped: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
+        for namespace, key, value in changes:
+            if type(namespace) is not bytes:
+                namespace = _as_bytes(namespace, "namespace")
+            if type(key) is not bytes:
+                key = _as_bytes(key, "key")
+            if value is not None and type(value) is not bytes:
+                value = _as_bytes(value, "value")
+            group = grouped.get(namespace)
+            if group is None:
+                group = grouped[namespace] = []
+            group.append((key, value))
+        trees = self._trees
+        for namespace, group in grouped.items():
+            tree = trees.get(namespace)
+            if tree is None:
+                tree = trees[namespace] = SparseMerkleTree()
+            tree.update(group)
+            self._dirty.add(namespace)
+
+    def _flush(self) -> None:
+        if not self._dirty:
+            return
+        top: dict[bytes, bytes | None] = {}
+        for namespace in sorted(self._dirty):
+            tree = self._trees[namespace]
+            if len(tree):
+                top[namespace] = tree.root()
+            else:
+                del self._trees[namespace]
+                top[namespace] = None
+        self._dirty.clear()
+        self._top.update(top)
+
+    def root(self) -> bytes:
+        self._flush()
+        return self._top.root()
+
+    def get(self, namespace: bytes, key: bytes) -> bytes | None:
+        tree = self._trees.get(namespace)
+        return None if tree is None else tree.get(key)
+
+    def __len__(self) -> int:
+        """Number of (namespace, key) entries."""
+        return sum(len(t) for t in self._trees.values())
+
+    def namespaces(self) -> list[bytes]:
+        """Non-empty namespaces, sorted."""
+        return sorted(ns for ns, t in self._trees.items() if len(t))
+
+    def namespace_roots(self) -> dict[bytes, bytes]:
+        """Root of each non-empty namespace, in namespace order."""
+        self._flush()
+        return {ns: self._trees[ns].root() for ns in sorted(self._trees)}
+
+    def tree(self, namespace: bytes) -> SparseMerkleTree:
+        """A copy of one namespace's tree (empty if the namespace is absent)."""
+        tree = self._trees.get(namespace)
+        return SparseMerkleTree() if tree is None else tree.copy()
+
+    def items(self) -> list[tuple[bytes, bytes, bytes]]:
+        """All (namespace, key, value), sorted."""
+        return [(ns, k, v) for ns in self.namespaces() for k, v in self._trees[ns].items()]
+
+    def copy(self) -> NamespacedCommitment:
+        self._flush()
+        other = NamespacedCommitment()
+        other._trees = {ns: t.copy() for ns, t in self._trees.items()}
+        other._top = self._top.copy()
+        return other
+
+    @staticmethod
+    def diff(a: NamespacedCommitment, b: NamespacedCommitment) -> list[NamespacedDiffEntry]:
+        """Same as `diff_namespaced(a, b)`."""
+        return diff_namespaced(a, b)
+
+    def prove(self, namespace: bytes, key: bytes) -> NamespacedProof:
+        if type(namespace) is not bytes:
+            namespace = _as_bytes(namespace, "namespace")
+        if type(key) is not bytes:
+            key = _as_bytes(key, "key")
+        self._flush()
+        top_proof = self._top.prove(namespace)
+        tree = self._trees.get(namespace)
+        if tree is None:
+            return NamespacedProof(top_proof, None, None)
+        return NamespacedProof(top_proof, tree.root(), tree.prove(key))
+
+
+def diff_namespaced(a: NamespacedCommitment, b: NamespacedCommitment) -> list[NamespacedDiffEntry]:
+    """(namespace, key, value in a or None, value in b or None) for every difference, sorted.
+
+    The top trees are diffed first, so only namespaces whose roots differ are descended into.
+    """
+    a._flush()
+    b._flush()
+    out: list[NamespacedDiffEntry] = []
+    for namespace, in_a, in_b in diff(a._top, b._top):
+        ta = a._trees.get(namespace) if in_a is not None else None
+        tb = b._trees.get(namespace) if in_b is not None else None
+        if ta is not None and tb is not None:
+            out.extend((namespace, k, va, vb) for k, va, vb in diff(ta, tb))
+        elif ta is not None:
+            out.extend((namespace, k, v, None) for k, v in ta.items())
+        elif tb is not None:
+            out.extend((namespace, k, None, v) for k, v in tb.items())
+    return out
+
+
+__all__ = [
+    "NamespacedChange",
+    "NamespacedCommitment",
+    "NamespacedDiffEntry",
+    "NamespacedProof",
+    "diff_namespaced",
+    "verify_namespaced",
+]
