@@ -18,15 +18,16 @@ that two diverging states name the book or the asset's balances first:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import cbor2
+from sortedcontainers import SortedDict
 
 from state_machine.book import OrderBook
 from state_machine.machine import CoreStateMachine, StateChanges
 from state_machine.types import (
     MAX_AMOUNT,
-    MAX_ASSET,
     MAX_BALANCE,
     QUOTE_ASSET,
     Address,
@@ -130,118 +131,143 @@ def changed_entries(machine: CoreStateMachine, changes: StateChanges) -> list[Ch
     return sorted(result.items())
 
 
-def _decode_uint_list(key: bytes, value: bytes, length: int) -> list[object]:
-    try:
-        decoded = cbor2.loads(value)
-    except Exception as exc:  # cbor2 raises several types on garbage
-        raise CorruptState(f"{describe_key(key)}: undecodable value ({exc})") from exc
-    if not isinstance(decoded, list) or len(decoded) != length:
-        raise CorruptState(f"{describe_key(key)}: want an array of {length} items")
-    _require_canonical(key, value, decoded)
-    return decoded
+def _corrupt(key: bytes, problem: str) -> CorruptState:
+    return CorruptState(f"{describe_key(key)}: {problem}")
 
 
-def _require_canonical(key: bytes, value: bytes, decoded: object) -> None:
-    # cbor2.loads accepts trailing bytes and non-minimal heads: one state would then have
-    # several encodings, and so several roots.
-    try:
-        canonical = cbor2.dumps(decoded, canonical=True)
-    except Exception as exc:  # whatever cbor2 decoded but cannot encode back
-        raise CorruptState(f"{describe_key(key)}: unencodable value ({exc})") from exc
-    if canonical != value:
-        raise CorruptState(f"{describe_key(key)}: non-canonical CBOR value")
+_SIDES = (Side.BUY, Side.SELL)
 
 
-def _uint(key: bytes, value: object, low: int, high: int) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise CorruptState(f"{describe_key(key)}: value {value!r} out of range")
-    return value
-
-
-def machine_from_entries(entries: Iterable[Entry]) -> CoreStateMachine:
+def machine_from_entries(
+    entries: Iterable[Entry], *, check_canonical: bool = True
+) -> CoreStateMachine:
     """Rebuild a state machine from its canonical entries, checking they are consistent.
 
-    Orders are rested in id order, which is their time priority within a level. Raises
-    CorruptState naming the key when an entry is malformed, or when an account's locked
-    funds differ from what its resting orders hold.
+    Entries must come in strictly ascending key order (as `state_entries` gives them and
+    LevelDB stores them): one book's orders are then contiguous and in id order, which is
+    their time priority, so each book is built in one pass and its levels sorted once.
+    Raises CorruptState naming the key when an entry is malformed, when an account's locked
+    funds differ from what its resting orders hold, or when a book is crossed.
+
+    `check_canonical` re-encodes every value to prove it is the canonical encoding (one
+    state, one encoding, one root). A caller that checks the restored entries against a
+    stored root anyway may skip it: a value that hashes to the committed root is the
+    committed (canonical) value. This loop is on the restart path of a node holding
+    millions of orders, hence its shape: locals, no per-entry helper calls.
     """
     machine = CoreStateMachine()
-    balances = machine.balances
-    orders: list[Order] = []
+    accounts = machine.balances.accounts
+    supply = machine.balances.supply
+    resting = machine.orders
+    held: dict[tuple[Address, int], int] = {}
+    users: dict[bytes, Address] = {}  # one string per user, shared by its orders
+    loads = cbor2.loads
+    dumps = cbor2.dumps
+    book_asset = -1
+    bid_levels: dict[int, OrderedDict[int, Order]] = {}
+    ask_levels: dict[int, OrderedDict[int, Order]] = {}
+    max_order_id = 0
     seen_next_id = False
     previous_key = b""
     for key, value in entries:
         # Strictly ascending keys: a duplicate would silently overwrite (and double-count
         # an asset's supply); the store iterates in key order anyway.
         if key <= previous_key:
-            raise CorruptState(f"{describe_key(key)}: key out of order or repeated")
+            raise _corrupt(key, "key out of order or repeated")
         previous_key = key
+        try:
+            decoded = loads(value)
+        except Exception as exc:  # cbor2 raises several types on garbage
+            raise _corrupt(key, f"undecodable value ({type(exc).__name__})") from None
+        if check_canonical and _reencoded(dumps, decoded) != value:
+            # cbor2.loads accepts trailing bytes and non-minimal heads: one state would
+            # then have several encodings, and so several roots.
+            raise _corrupt(key, "non-canonical CBOR value")
         prefix = key[0]
-        if key == NEXT_ORDER_ID_KEY:
-            try:
-                next_id = cbor2.loads(value)
-            except Exception as exc:
-                raise CorruptState(f"{describe_key(key)}: undecodable value") from exc
-            machine.next_order_id = _uint(key, next_id, 1, MAX_AMOUNT + 1)
-            _require_canonical(key, value, next_id)
-            seen_next_id = True
+        if prefix == ORDER_PREFIX and len(key) == 13:
+            if type(decoded) is not list or len(decoded) != 4:
+                raise _corrupt(key, "want an array of 4 items")
+            side, price, size, user_raw = decoded
+            if not (
+                (side == 0 or side == 1)
+                and type(side) is int
+                and type(price) is int
+                and 0 < price <= MAX_AMOUNT
+                and type(size) is int
+                and 0 < size <= MAX_AMOUNT
+                and type(user_raw) is bytes
+                and len(user_raw) == 20
+            ):
+                raise _corrupt(key, f"bad order {decoded!r}")
+            asset = int.from_bytes(key[1:5], "big")
+            order_id = int.from_bytes(key[5:13], "big")
+            if asset == 0 or order_id == 0:
+                raise _corrupt(key, "no such book or order id")
+            if asset != book_asset:
+                _install_book(machine, book_asset, bid_levels, ask_levels)
+                book_asset = asset
+                bid_levels = {}
+                ask_levels = {}
+            user = users.get(user_raw)
+            if user is None:
+                user = users[user_raw] = "0x" + user_raw.hex()
+            order = Order(order_id, user, asset, _SIDES[side], price, size)
+            levels = ask_levels if side else bid_levels
+            level = levels.get(price)
+            if level is None:
+                level = levels[price] = OrderedDict()
+            level[order_id] = order
+            resting[order_id] = order
+            if order_id > max_order_id:
+                max_order_id = order_id
+            lock_key = (user, asset) if side else (user, QUOTE_ASSET)
+            held[lock_key] = held.get(lock_key, 0) + (size if side else price * size)
         elif prefix == BALANCE_PREFIX and len(key) == 25:
-            available, locked = _decode_uint_list(key, value, 2)
-            user = "0x" + key[1:21].hex()
+            if type(decoded) is not list or len(decoded) != 2:
+                raise _corrupt(key, "want an array of 2 items")
+            available, locked = decoded
+            if not (
+                type(available) is int
+                and type(locked) is int
+                and 0 <= available <= MAX_BALANCE
+                and 0 <= locked <= MAX_BALANCE
+            ):
+                raise _corrupt(key, f"bad balance {decoded!r}")
+            if not (available or locked):
+                raise _corrupt(key, "zero balances are not stored")
+            user_raw = key[1:21]
+            user = users.get(user_raw)
+            if user is None:
+                user = users[user_raw] = "0x" + user_raw.hex()
             asset = int.from_bytes(key[21:25], "big")
-            account = balances.account(user, asset)
-            account[0] = _uint(key, available, 0, MAX_BALANCE)
-            account[1] = _uint(key, locked, 0, MAX_BALANCE)
-            if not (account[0] or account[1]):
-                raise CorruptState(f"{describe_key(key)}: zero balances are not stored")
-            balances.supply[asset] = balances.supply.get(asset, 0) + account[0] + account[1]
-            if balances.supply[asset] > MAX_BALANCE:
-                raise CorruptState(f"{describe_key(key)}: supply of asset {asset} overflows")
-        elif prefix == ORDER_PREFIX and len(key) == 13:
-            side, price, size, user_raw = _decode_uint_list(key, value, 4)
-            if not isinstance(user_raw, bytes) or len(user_raw) != 20:
-                raise CorruptState(f"{describe_key(key)}: bad user")
-            asset = _uint(key, int.from_bytes(key[1:5], "big"), 1, MAX_ASSET)
-            order_id = _uint(key, int.from_bytes(key[5:13], "big"), 1, MAX_AMOUNT)
-            orders.append(
-                Order(
-                    order_id,
-                    "0x" + user_raw.hex(),
-                    asset,
-                    Side(_uint(key, side, 0, 1)),
-                    _uint(key, price, 1, MAX_AMOUNT),
-                    _uint(key, size, 1, MAX_AMOUNT),
-                )
-            )
+            accounts[(user, asset)] = [available, locked]
+            total = supply.get(asset, 0) + available + locked
+            if total > MAX_BALANCE:
+                raise _corrupt(key, f"supply of asset {asset} overflows")
+            supply[asset] = total
+        elif key == NEXT_ORDER_ID_KEY:
+            if type(decoded) is not int or not 1 <= decoded <= MAX_AMOUNT + 1:
+                raise _corrupt(key, f"value {decoded!r} out of range")
+            machine.next_order_id = decoded
+            seen_next_id = True
         else:
-            raise CorruptState(f"{describe_key(key)}: unknown key")
+            raise _corrupt(key, "unknown key")
+    _install_book(machine, book_asset, bid_levels, ask_levels)
     if not seen_next_id:
         raise CorruptState("globals/next_order_id: missing")
+    if max_order_id >= machine.next_order_id:
+        order = resting[max_order_id]
+        raise _corrupt(order_key(order.asset, max_order_id), "id not yet assigned")
 
-    held: dict[tuple[Address, int], int] = {}
-    orders.sort(key=lambda order: order.order_id)
-    for order in orders:
-        if order.order_id >= machine.next_order_id:
-            raise CorruptState(
-                f"{describe_key(order_key(order.asset, order.order_id))}: id not yet assigned"
-            )
-        machine.book(order.asset).add(order)
-        machine.orders[order.order_id] = order
-        if order.side == Side.BUY:
-            lock_key = (order.user, QUOTE_ASSET)
-            held[lock_key] = held.get(lock_key, 0) + order.price * order.size
-        else:
-            lock_key = (order.user, order.asset)
-            held[lock_key] = held.get(lock_key, 0) + order.size
-    for (user, asset), account in sorted(balances.accounts.items()):
+    for (user, asset), account in sorted(accounts.items()):
         if account[1] != held.get((user, asset), 0):
-            raise CorruptState(
-                f"{describe_key(balance_key(user, asset))}: locked {account[1]} but resting "
-                f"orders hold {held.get((user, asset), 0)}"
+            raise _corrupt(
+                balance_key(user, asset),
+                f"locked {account[1]} but resting orders hold {held.get((user, asset), 0)}",
             )
     for user, asset in sorted(held):
-        if (user, asset) not in balances.accounts:
-            raise CorruptState(f"{describe_key(balance_key(user, asset))}: missing account")
+        if (user, asset) not in accounts:
+            raise _corrupt(balance_key(user, asset), "missing account")
     for asset in sorted(machine.books):
         book = machine.books[asset]
         best_bid, best_ask = book.best_bid(), book.best_ask()
@@ -250,6 +276,27 @@ def machine_from_entries(entries: Iterable[Entry]) -> CoreStateMachine:
             raise CorruptState(f"book of asset {asset}: crossed (bid {best_bid} >= ask {best_ask})")
     machine.drain_changes()
     return machine
+
+
+def _reencoded(dumps: Callable[[object], bytes], decoded: object) -> bytes:
+    try:
+        return dumps(decoded)
+    except Exception:  # whatever cbor2 decoded but cannot encode back is not canonical
+        return b""
+
+
+def _install_book(
+    machine: CoreStateMachine,
+    asset: int,
+    bid_levels: dict[int, OrderedDict[int, Order]],
+    ask_levels: dict[int, OrderedDict[int, Order]],
+) -> None:
+    """Give `asset` its book, sorting each side's levels once (not once per level)."""
+    if asset < 0:
+        return
+    book = machine.book(asset)
+    book.bids = SortedDict(bid_levels)
+    book.asks = SortedDict(ask_levels)
 
 
 def book_levels(book: OrderBook) -> dict[str, list[tuple[int, int, int]]]:
