@@ -27,7 +27,7 @@ Change = tuple[bytes, bytes | None]
 JSON = dict[str, object]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per order on the write path (5x cheaper)
 class OrderPlaced:
     """An accepted limit or market order, as sent (`size` is the original size)."""
 
