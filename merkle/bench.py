@@ -1,29 +1,35 @@
 """Benchmarks of the sparse Merkle tree: `python -m merkle.bench [--quick]` prints JSON.
 
-Full run: 1,000,000 entries (about 90 s, most of it the second build, under tracemalloc);
+Full run: 1,000,000 entries (about 60 s, most of it the second build, under tracemalloc);
 `--quick`: 100,000 entries (memory measured at 50,000), under 10 s. Keys are 8-byte
 big-endian counters and values 32 bytes, both created before any timer or memory trace
 starts, so "bytes_per_entry" is what the tree adds on top of the caller's key and value
 objects.
 
-Measured on the 2-core development VM while other engineers' test suites kept one core busy
-(so wall times vary by ±30 %; rows of batch updates also give process CPU time), Python 3.11.7,
-blake3 1.0.11 (one blake3 call on 65 bytes: ~0.47 us):
+Measured on the 2-core development VM while other engineers' test suites kept the load
+average at 2-2.7 (so wall times vary by +-30 %; rows of batch updates also give process CPU
+time), Python 3.11.7, blake3 1.0.11 (one blake3 call: ~0.27 us with a reused hasher, ~0.4 us
+with a new one):
 
 | figure | 1,000,000 entries | 100,000 entries (`--quick`) |
 | --- | --- | --- |
-| build from items | 6.1-7.8 s (CPU 5.6-6.6 s) | 0.5-0.7 s |
-| 10,000 value updates, then root() | best 189-194 ms (CPU), median 210-250 ms | best 104-109 ms |
-| 10,000 mixed (1/3 insert, update, delete), then root() | best 206-210 ms | best 120-130 ms |
+| build from items (bulk path) | 4.3-4.7 s (CPU; 3.6-3.8 s of it the tree) | 0.4-0.5 s |
+| NamespacedCommitment(changes), 20 namespaces | 4.8-5.1 s (CPU; was 9-10 s wall) | 0.35 s |
+| 10,000 value updates, then root() | best 179-202 ms (CPU), median 214-230 ms | best ~105 ms |
+| 10,000 mixed (1/3 insert, update, delete), then root() | best 192-199 ms | best 120-130 ms |
 | prove (inclusion) | 14-15 us | 9.5-10.7 us |
-| verify inclusion / exclusion (decoded proof) | 14-17 us / 15-16 us | 12.8 / 11.2 us |
+| verify inclusion / exclusion (decoded proof) | 15-29 us / 15 us | 12.8 / 11.2 us |
 | Proof.from_bytes | 11 us | 7.4 us |
 | proof bytes, mean inclusion / exclusion, max | 655 / 677, 807 | 549 / 574, 710 |
-| diff naming 1,000 changed keys | 10-23 ms | 5 ms |
+| diff naming 1,000 changed keys | 11-23 ms | 5 ms |
 | tree memory per entry (tracemalloc) | 251 B | 261 B (measured at 50,000 entries) |
 
-The batch update misses the 120 ms target at 1,000,000 entries: it costs ~110,000 blake3
-calls (~52 ms) plus ~15 levels of pointer chasing per changed key through a 250 MB heap.
+Of a 1,000,000-entry build, ~1.1 s is the 4,000,000 blake3 calls the spec requires (key,
+value and leaf hash per entry, ~1.4 inner nodes per entry), ~0.4 s the sort, ~0.4 s the
+random-order gather of keys and leaf hashes, ~1.5 s the one-pass stack loop creating the
+nodes. The batch update misses the 120 ms target at 1,000,000 entries: it costs ~110,000
+blake3 calls (~30 ms) plus ~20 levels of pointer chasing per changed key through a 250 MB
+heap (the same batch costs ~105 ms over 100,000 entries, so cache misses are most of the gap).
 """
 
 from __future__ import annotations

@@ -125,24 +125,38 @@ class NamespacedCommitment:
 
     def update(self, changes: Iterable[NamespacedChange]) -> None:
         """Apply (namespace, key, value-or-None) changes; validated before any is applied."""
-        grouped: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
+        if not isinstance(changes, list | tuple):
+            changes = list(changes)
+        # Validated column by column at C speed; the per-change loop below only groups.
+        if not changes:
+            return
+        namespaces, keys, values = zip(*changes, strict=True)
+        if not (
+            set(map(type, namespaces)) <= {bytes}
+            and set(map(type, keys)) <= {bytes}
+            and set(map(type, values)) <= {bytes, type(None)}
+        ):
+            changes = [
+                (
+                    n if type(n) is bytes else _as_bytes(n, "namespace"),
+                    k if type(k) is bytes else _as_bytes(k, "key"),
+                    v if v is None or type(v) is bytes else _as_bytes(v, "value"),
+                )
+                for n, k, v in changes
+            ]
+            namespaces = tuple(n for n, _, _ in changes)
+        # A dict per namespace: a later change of the same key wins, as in a tree's update.
+        grouped: dict[bytes, dict[bytes, bytes | None]] = {
+            ns: {} for ns in dict.fromkeys(namespaces)
+        }
         for namespace, key, value in changes:
-            if type(namespace) is not bytes:
-                namespace = _as_bytes(namespace, "namespace")
-            if type(key) is not bytes:
-                key = _as_bytes(key, "key")
-            if value is not None and type(value) is not bytes:
-                value = _as_bytes(value, "value")
-            group = grouped.get(namespace)
-            if group is None:
-                group = grouped[namespace] = []
-            group.append((key, value))
+            grouped[namespace][key] = value
         trees = self._trees
         for namespace, group in grouped.items():
             tree = trees.get(namespace)
             if tree is None:
                 tree = trees[namespace] = SparseMerkleTree()
-            tree.update(group)
+            tree._apply(group.items())
             self._dirty.add(namespace)
 
     def _flush(self) -> None:

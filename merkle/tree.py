@@ -22,6 +22,10 @@ Branch tuples are immutable: an update builds new tuples along the touched paths
 rest, which makes `copy()` cheap and lets `diff` skip shared subtrees by identity. They hold no
 reference cycles, so the cyclic garbage collector is paused while thousands of them are built
 (it would otherwise rescan the whole young heap many times per batch for nothing).
+
+A tree that was empty at its last flush (a fresh tree, `from_items`, or the first batch of a
+namespace) is built by `_build_all` in one bulk pass over all its entries instead of merging
+them one by one; it produces the very same nodes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import gc
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from operator import xor
 from typing import TypeAlias, TypeVar
 
 from blake3 import blake3
@@ -45,6 +50,8 @@ Changes: TypeAlias = "Mapping[bytes, bytes | None] | Iterable[tuple[bytes, bytes
 _NODE_EMPTY = NODE_PREFIX + EMPTY  # preimage prefix of an inner node whose left child is EMPTY
 _SENTINEL = 1 << 256  # or-ed into a key hash so that `kx >> (256 - bit)` is comparable to nid
 _H = HASH_SIZE
+_IX = 22  # low bits of a packed sort key that hold the entry's index (see `_build_all`)
+_ONE = [1 << b for b in range(257)]
 
 _T = TypeVar("_T")
 
@@ -99,6 +106,88 @@ def _sorted_by_path(keys: list[bytes]) -> tuple[list[int], list[bytes], list[byt
     return [ints[i] for i in order], [digests[i] for i in order], [keys[i] for i in order]
 
 
+def _all_bytes(xs: Iterable[object]) -> bool:
+    return set(map(type, xs)) <= {bytes}
+
+
+def _build_all(values: dict[bytes, bytes]) -> tuple[_Node, bytes]:
+    """The whole tree of the entries `values`, and its root hash, in one bulk pass.
+
+    All hashes are computed by list comprehensions with one reused hasher (a blake3 object
+    costs more to create than to feed 65 bytes). Each key hash is packed with the entry's index
+    into one int, so a single sort of plain ints orders the entries by path. The tree is then
+    the Cartesian tree of the split depths of neighbouring paths (the first bit where they
+    differ): one left-to-right pass with a stack of open branches, like building a Patricia
+    trie from an LCP array, with no recursion and no bisection.
+    """
+    n = len(values)
+    ix = _IX
+    if not n:
+        return None, EMPTY
+    if n >= 1 << ix:
+        return _build_large(values)
+    keys = list(values)
+    hasher = blake3()
+    up = hasher.update
+    dg = hasher.digest
+    rs = hasher.reset
+    khs = [(up(k), dg(), rs())[1] for k in keys]
+    vhs = [(up(v), dg(), rs())[1] for v in values.values()]
+    lp = LEAF_PREFIX
+    leafs = [(up(lp + a + b), dg(), rs())[1] for a, b in zip(khs, vhs, strict=True)]
+    del vhs
+    from_bytes = int.from_bytes
+    packed = [from_bytes(d, "big") << ix | i for i, d in enumerate(khs)]
+    del khs
+    packed.sort()
+    # levels[i]: 256 + ix minus the depth where paths i and i + 1 split (> ix: they differ).
+    levels = list(map(int.bit_length, map(xor, packed, packed[1:])))
+    if levels and min(levels) <= ix:
+        raise MerkleError("blake3 collision between two distinct keys")
+    top = 256 + ix
+    levels.append(top + 1)  # after the last entry: "split at depth -1" closes every branch
+    order = list(map(((1 << ix) - 1).__and__, packed))
+    skeys = list(map(keys.__getitem__, order))
+    sleafs = list(map(leafs.__getitem__, order))
+    del order, keys, leafs
+    # Open branches, each (bit, left child, its hash hanging at bit + 1, bit of the one below);
+    # `tb` is the bit of the top one (-2: none). The current subtree `node` (hash `h` at depth
+    # `nbit`, or 0 for a leaf, whose hash is the same at every depth) closes every open branch
+    # deeper than the split `d` to its right, as their right child, then waits as the left
+    # child of the branch at `d`.
+    stack: list[tuple[int, _Node, bytes, int]] = []
+    push = stack.append
+    pop = stack.pop
+    np_ = NODE_PREFIX
+    one = _ONE
+    tb = -2
+    node: _Node = None
+    h = EMPTY
+    for x, lv, node, h in zip(packed, levels, skeys, sleafs, strict=True):
+        d = top - lv
+        nbit = 0
+        while tb > d:
+            b, left, lh, tb = pop()
+            if nbit > b + 1:
+                h = _chain(h, node[1], nbit, nbit, b + 1)
+            hh = lh + h
+            h = up(np_ + hh).digest()
+            rs()
+            node = (b, one[b] | x >> (top - b), left, node, hh)
+            nbit = b
+        if nbit > d + 1:
+            h = _chain(h, node[1], nbit, nbit, max(d + 1, 0))
+        push((d, node, h, tb))
+        tb = d
+    return node, h
+
+
+def _build_large(values: dict[bytes, bytes]) -> tuple[_Node, bytes]:
+    """`_build_all` for more entries than its packed index holds: recursive, slower."""
+    ints, digests, keys = _sorted_by_path(list(values))
+    return _build(values, ints, digests, keys, 0, len(keys), 0)
+
+
 def _leaf_hash_of(key: bytes, value: bytes) -> bytes:
     b3 = blake3
     return b3(LEAF_PREFIX + b3(key).digest() + b3(value).digest()).digest()
@@ -112,7 +201,7 @@ class SparseMerkleTree:
     cost O(k log n) hashes with the upper levels shared.
     """
 
-    __slots__ = ("_pending", "_root", "_root_hash", "_values")
+    __slots__ = ("_pending", "_root", "_root_hash", "_stale", "_values")
 
     def __init__(self, changes: Changes | None = None) -> None:
         self._values: dict[bytes, bytes] = {}
@@ -121,6 +210,9 @@ class SparseMerkleTree:
         self._pending: dict[bytes, bytes | None] = {}
         self._root: _Node = None
         self._root_hash: bytes = EMPTY
+        # True when the tree was empty at the last flush and entries were added since: the
+        # next flush builds the whole tree from `_values` in one bulk pass (`_pending` unused).
+        self._stale = False
         if changes is not None:
             self.update(changes)
 
@@ -133,18 +225,23 @@ class SparseMerkleTree:
         """Build a tree from key/value pairs (a later duplicate key wins) in one pass."""
         tree = cls()
         values = tree._values
-        pairs = items.items() if isinstance(items, Mapping) else items
-        for key, value in pairs:
-            if type(key) is not bytes:
-                key = _as_bytes(key, "key")
-            if type(value) is not bytes:
-                value = _as_bytes(value, "value")
-            values[key] = value
+        if not isinstance(items, Mapping):
+            items = list(items)  # read twice if it holds anything but bytes
+        try:
+            values.update(items)
+            valid = _all_bytes(values) and _all_bytes(values.values())
+        except TypeError:  # an unhashable key (bytearray): converted below
+            valid = False
+        if not valid:
+            values.clear()
+            for key, value in items.items() if isinstance(items, Mapping) else items:
+                if type(key) is not bytes:
+                    key = _as_bytes(key, "key")
+                if type(value) is not bytes:
+                    value = _as_bytes(value, "value")
+                values[key] = value
         if values:
-            ints, digests, keys = _sorted_by_path(list(values))
-            tree._root, tree._root_hash = _without_gc(
-                lambda: _build(values, ints, digests, keys, 0, len(keys), 0)
-            )
+            tree._root, tree._root_hash = _without_gc(lambda: _build_all(values))
         return tree
 
     def copy(self) -> SparseMerkleTree:
@@ -209,7 +306,20 @@ class SparseMerkleTree:
                 )
                 for k, v in (changes.items() if isinstance(changes, Mapping) else changes)
             ]
+        self._apply(pairs)
+
+    def _apply(self, pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """`update` of already validated changes."""
         values = self._values
+        if self._root is None:
+            # Empty at the last flush: the next one builds from `_values` alone, so there is no
+            # need to track which keys changed (the bulk path of a fresh tree).
+            values.update(pairs)  # type: ignore[arg-type]  # the Nones go just below
+            if None in values.values():
+                for key in [k for k, v in values.items() if v is None]:
+                    del values[key]
+            self._stale = True
+            return
         pending = self._pending
         for key, value in pairs:
             if value is None:
@@ -230,13 +340,19 @@ class SparseMerkleTree:
 
     def root(self) -> bytes:
         """The 32-byte root hash (EMPTY for an empty tree)."""
-        if self._pending:
+        if self._pending or self._stale:
             self._flush()
         return self._root_hash
 
     # ------------------------------------------------------------------- batch recomputation
 
     def _flush(self) -> None:
+        if self._stale:
+            values = self._values
+            self._root, self._root_hash = _without_gc(lambda: _build_all(values))
+            self._stale = False
+            self._pending = {}
+            return
         pending = self._pending
         if not pending:
             return
@@ -258,7 +374,7 @@ class SparseMerkleTree:
         """Inclusion proof if `key` is present, else exclusion proof (spec/merkle.md)."""
         if type(key) is not bytes:
             key = _as_bytes(key, "key")
-        if self._pending:
+        if self._pending or self._stale:
             self._flush()
         kx = int.from_bytes(blake3(key).digest(), "big") | _SENTINEL
         siblings: list[bytes] = []
@@ -304,7 +420,7 @@ class _Batch:
     its hash at the depth where it hangs.
     """
 
-    __slots__ = ("digests", "ints", "keys", "new", "values")
+    __slots__ = ("digests", "hasher", "ints", "keys", "new", "values")
 
     def __init__(
         self,
@@ -319,6 +435,9 @@ class _Batch:
         self.digests = digests
         self.keys = keys
         self.new = new
+        # One hasher reused (update, digest, reset) for the hot paths: cheaper than a new one
+        # per hash, and private to this batch, so no state is shared between threads.
+        self.hasher = blake3()
 
     def merge(self, node: _Node, nh: bytes, depth: int, lo: int, hi: int) -> tuple[_Node, bytes]:
         """Apply changes [lo, hi) to `node`, whose hash is `nh`, hanging at `depth`."""
@@ -404,52 +523,49 @@ class _Batch:
         kx = self.ints[i] | _SENTINEL
         value = self.new[i]
         top = node
-        # For each branch on the path: `bit << 10 | hang << 1 | side`, small ints that are
-        # cheaper to keep than to recompute from 256-bit shifts on the way up.
+        # The branches on the path and the depth each hangs at (both read again on the way up).
         path: list[_Branch] = []
-        steps: list[int] = []
+        hangs: list[int] = []
         push = path.append
-        step = steps.append
+        step = hangs.append
         hang = depth
         while type(node) is tuple:
             bit = node[0]
             if bit > hang and kx >> (256 - bit) != node[1]:
                 break
             push(node)
-            if (kx >> (255 - bit)) & 1:
-                step(bit << 10 | hang << 1 | 1)
-                node = node[3]
-            else:
-                step(bit << 10 | hang << 1)
-                node = node[2]
+            step(hang)
+            node = node[3] if (kx >> (255 - bit)) & 1 else node[2]
             hang = bit + 1
+        hasher = self.hasher
+        up = hasher.update
+        rs = hasher.reset
         new: _Node
         if type(node) is bytes and node == key:
             if value is None:
                 new, newh = None, EMPTY
             else:
                 new = key
-                newh = blake3(LEAF_PREFIX + self.digests[i] + blake3(value).digest()).digest()
+                newh = (up(value), hasher.digest(), rs())[1]
+                newh = (up(LEAF_PREFIX + self.digests[i] + newh), hasher.digest(), rs())[1]
         elif value is None:
             return top, nh  # deleting an absent key changes nothing
         else:
             new = key
-            newh = blake3(LEAF_PREFIX + self.digests[i] + blake3(value).digest()).digest()
+            newh = (up(value), hasher.digest(), rs())[1]
+            newh = (up(LEAF_PREFIX + self.digests[i] + newh), hasher.digest(), rs())[1]
             if node is not None:
                 new, newh = self.graft(node, hang, kx ^ _SENTINEL, new, newh)
-        b3 = blake3
         prefix = NODE_PREFIX
-        k = len(path)
-        while k:
-            k -= 1
-            bit, nid, left, right, hh = path[k]
-            s = steps[k]
-            if s & 1:
+        path.reverse()
+        hangs.reverse()
+        for (bit, nid, left, right, hh), hang in zip(path, hangs, strict=True):
+            if (kx >> (255 - bit)) & 1:
                 if new is None:
                     # The branch dissolves: its other child now hangs where the branch hung.
                     new, newh = left, hh[:_H]
                     if type(new) is tuple:
-                        newh = _chain(newh, new[1], new[0], bit + 1, s >> 1 & 511)
+                        newh = _chain(newh, new[1], new[0], bit + 1, hang)
                     continue
                 hh = hh[:_H] + newh
                 new = (bit, nid, left, new, hh)
@@ -457,13 +573,14 @@ class _Batch:
                 if new is None:
                     new, newh = right, hh[_H:]
                     if type(new) is tuple:
-                        newh = _chain(newh, new[1], new[0], bit + 1, s >> 1 & 511)
+                        newh = _chain(newh, new[1], new[0], bit + 1, hang)
                     continue
                 hh = newh + hh[_H:]
                 new = (bit, nid, new, right, hh)
-            newh = b3(prefix + hh).digest()
-            if bit > s >> 1 & 511:
-                newh = _chain(newh, nid, bit, bit, s >> 1 & 511)
+            newh = up(prefix + hh).digest()
+            rs()
+            if bit > hang:
+                newh = _chain(newh, nid, bit, bit, hang)
         return new, newh
 
     def graft(

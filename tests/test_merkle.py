@@ -201,6 +201,52 @@ def test_larger_tree_inserts_updates_deletes() -> None:
     assert tree.root() == ref_root(model)  # the copy is independent
 
 
+def test_bulk_build_matches_recursive_build_and_reference() -> None:
+    # from_items and the first flush of an empty tree use the one-pass stack build; the
+    # recursive one (`_build_large`, used past 4M entries) must give the very same nodes.
+    from merkle.tree import _build_all, _build_large
+
+    model = {i.to_bytes(3, "big"): bytes([i % 7]) * (i % 3) for i in range(2000)}
+    node, root = _build_all(model)
+    assert (node, root) == _build_large(model)
+    assert root == ref_root(model)
+    tree = SparseMerkleTree()
+    tree.update(list(model.items())[:700])  # built in bulk at the first root()
+    tree.update({k: None for k in list(model)[:100]})  # still pending: folded into the bulk
+    tree.update(list(model.items())[700:] + [(k, model[k]) for k in list(model)[:50]])
+    expected = {k: v for k, v in model.items() if k not in list(model)[50:100]}
+    assert tree.root() == ref_root(expected) and len(tree) == len(expected)
+    tree.update({k: None for k in model})
+    assert tree.root() == EMPTY
+    tree.update({b"x": b"1", b"y": None})  # bulk path again, after the tree became empty
+    assert tree.root() == ref_root({b"x": b"1"}) and tree.items() == [(b"x", b"1")]
+
+
+def test_from_items_converts_bytes_like_and_rejects_other_types() -> None:
+    tree = SparseMerkleTree.from_items(
+        iter([(bytearray(b"a"), memoryview(b"1")), (b"b", bytearray(b"2"))])  # type: ignore[list-item]
+    )
+    assert tree.items() == [(b"a", b"1"), (b"b", b"2")]
+    assert tree.root() == ref_root({b"a": b"1", b"b": b"2"})
+    with pytest.raises(InvalidEntryError):
+        SparseMerkleTree.from_items([(b"a", b"1"), (b"b", "2")])  # type: ignore[list-item]
+    with pytest.raises(InvalidEntryError):
+        SparseMerkleTree.from_items({1: b"1"})  # type: ignore[dict-item]
+
+
+def test_namespaced_bad_entries_change_nothing() -> None:
+    nc = NamespacedCommitment([(b"n", b"k", b"v")])
+    before = nc.root()
+    with pytest.raises(InvalidEntryError):
+        nc.update([(b"n", b"k2", b"v"), (b"m", "k", b"v")])  # type: ignore[list-item]
+    with pytest.raises(InvalidEntryError):
+        nc.update([(b"n", b"k2", 5)])  # type: ignore[list-item]
+    assert nc.root() == before and len(nc) == 1
+    nc.update(iter([(bytearray(b"m"), memoryview(b"k"), bytearray(b"w"))]))  # type: ignore[list-item]
+    assert nc.get(b"m", b"k") == b"w"
+    assert nc.root() == ref_namespaced_root({b"n": {b"k": b"v"}, b"m": {b"k": b"w"}})
+
+
 def test_update_accepts_mapping_and_bytes_like() -> None:
     tree = SparseMerkleTree()
     tree.update([(bytearray(b"a"), memoryview(b"1"))])  # type: ignore[list-item]
