@@ -224,14 +224,14 @@ def test_bulk_build_matches_recursive_build_and_reference() -> None:
 
 def test_from_items_converts_bytes_like_and_rejects_other_types() -> None:
     tree = SparseMerkleTree.from_items(
-        iter([(bytearray(b"a"), memoryview(b"1")), (b"b", bytearray(b"2"))])  # type: ignore[list-item]
+        iter([(bytearray(b"a"), memoryview(b"1")), (b"b", bytearray(b"2"))])  # type: ignore[arg-type]
     )
     assert tree.items() == [(b"a", b"1"), (b"b", b"2")]
     assert tree.root() == ref_root({b"a": b"1", b"b": b"2"})
     with pytest.raises(InvalidEntryError):
         SparseMerkleTree.from_items([(b"a", b"1"), (b"b", "2")])  # type: ignore[list-item]
     with pytest.raises(InvalidEntryError):
-        SparseMerkleTree.from_items({1: b"1"})  # type: ignore[dict-item]
+        SparseMerkleTree.from_items({1: b"1"})  # type: ignore[arg-type]
 
 
 def test_namespaced_bad_entries_change_nothing() -> None:
@@ -242,7 +242,7 @@ def test_namespaced_bad_entries_change_nothing() -> None:
     with pytest.raises(InvalidEntryError):
         nc.update([(b"n", b"k2", 5)])  # type: ignore[list-item]
     assert nc.root() == before and len(nc) == 1
-    nc.update(iter([(bytearray(b"m"), memoryview(b"k"), bytearray(b"w"))]))  # type: ignore[list-item]
+    nc.update(iter([(bytearray(b"m"), memoryview(b"k"), bytearray(b"w"))]))  # type: ignore[arg-type]
     assert nc.get(b"m", b"k") == b"w"
     assert nc.root() == ref_namespaced_root({b"n": {b"k": b"v"}, b"m": {b"k": b"w"}})
 
