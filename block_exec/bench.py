@@ -27,7 +27,8 @@ from block_exec.encode import block_receipts_line
 from block_exec.executor import Executor
 from block_exec.simulate import MarketConfig, SimulatedMarket, SplitMix64, user_address
 from block_exec.types import Cancel, Deposit, Limit, Market
-from state_machine import CoreStateMachine, Side, Tif
+from state_machine import CoreStateMachine, Side, Tif, state_entries
+from store.roots import commitment_of
 
 Figure = dict[str, Any]
 
@@ -177,19 +178,29 @@ def bench_baseline_book(depth: int, operations: int) -> tuple[Figure, Figure]:
 
 
 def bench_memory_per_order(orders: int) -> Figure:
-    """Bytes of Python heap per resting order (book, index, accounts), by tracemalloc."""
+    """Bytes of Python heap per resting order, by tracemalloc: the core (books, order
+    index, accounts) and then the state commitment over its entries (the whole node)."""
     gc.collect()
     tracemalloc.start()
     start = time.perf_counter()
     machine, _ = _book_with_depth(orders, seed=7)
     seconds = time.perf_counter() - start
-    current, peak = tracemalloc.get_traced_memory()
+    machine.drain_changes()  # a node drains them at every checkpoint
+    gc.collect()
+    core_bytes, _ = tracemalloc.get_traced_memory()
+    commitment = commitment_of(state_entries(machine))
+    commitment.root()
+    gc.collect()
+    total_bytes, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(machine.orders) == orders
+    assert len(machine.orders) == orders and len(commitment) >= orders
     return figure(
         f"memory_per_resting_order/orders={orders}", orders, seconds,
-        bytes_per_order=current // orders, peak_memory_bytes=peak,
-        note="core only (books, order index, accounts); seconds include tracemalloc overhead",
+        bytes_per_order=total_bytes // orders,
+        core_bytes_per_order=core_bytes // orders,
+        tree_bytes_per_order=(total_bytes - core_bytes) // orders,
+        peak_memory_bytes=peak,
+        note="bytes_per_order = core + state tree; seconds include tracemalloc overhead",
     )
 
 

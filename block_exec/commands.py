@@ -523,14 +523,26 @@ def _level_sort_key(key: str) -> tuple[Any, ...]:
 # -- bench ----------------------------------------------------------------------------
 
 
+TABLE_EXTRAS = (
+    "bytes_per_order", "bytes_per_entry", "proof_bytes", "mean_proof_bytes", "bytes",
+    "store_bytes_per_block",
+)
+
+
 def _bench_table(figures: list[dict[str, Any]]) -> str:
-    lines = [f"{'workload':<44} {'ops':>9} {'ops/s':>11} {'us/op':>9} {'p50':>8} {'p99':>8}  vs"]
+    """The figures as a fixed-width table for a person (stderr); JSON is for machines."""
+    lines = [
+        f"{'workload':<52} {'ops':>9} {'ops/s':>11} {'us/op':>8} {'p50':>7} {'p99':>7}"
+        f"  {'vs baseline':<12} other"
+    ]
     for item in figures:
         ratio = item.get("speedup_vs_baseline") or item.get("ratio_vs_baseline")
+        ops_per_s = item.get("ops_per_s") or 0
+        extras = ", ".join(f"{key}={item[key]}" for key in TABLE_EXTRAS if key in item)
         lines.append(
-            f"{item['name']:<44} {item['operations']:>9} {item.get('ops_per_s') or 0:>11,} "
-            f"{item.get('us_per_op') or 0:>9.2f} {item.get('p50_us', ''):>8} "
-            f"{item.get('p99_us', ''):>8}  {'' if ratio is None else f'x{ratio}'}"
+            f"{item['name'][:52]:<52} {item['operations']:>9} {round(ops_per_s):>11,} "
+            f"{item.get('us_per_op') or 0:>8.2f} {item.get('p50_us', ''):>7} "
+            f"{item.get('p99_us', ''):>7}  {'' if ratio is None else f'x{ratio}':<12} {extras}"
         )
     return "\n".join(lines)
 
