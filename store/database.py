@@ -151,6 +151,10 @@ class Store:
             db_path = os.path.join(directory, DB_DIR)
             if not create and not os.path.isdir(db_path):
                 raise StoreError(f"{directory}: no such store")
+            if not create and not os.path.exists(os.path.join(db_path, "CURRENT")):
+                # LevelDB writes CURRENT last when it creates a database: a run killed
+                # before that left a directory but no store.
+                raise StoreError(f"{directory}: no store yet (its first run stopped early)")
             try:
                 self._db = plyvel.DB(db_path, create_if_missing=create)
             except plyvel.CorruptionError as exc:
