@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import cbor2
+import orjson
 
 from block_exec.encode import MAX_U64, encode_block
 from block_exec.errors import BlockDecodeError
@@ -268,7 +269,6 @@ def _constant(text: str) -> NoReturn:
 
 
 _JSON = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_float, parse_constant=_constant)
-_JSON_FAST = json.JSONDecoder(parse_float=_float, parse_constant=_constant)
 
 
 def _parse_strict(text: str, where: str) -> object:
@@ -283,7 +283,8 @@ def _parse_strict(text: str, where: str) -> object:
 def decode_json_block(line: str | bytes, where: str = "block") -> Block:
     """Decode one JSON block (one line of a block file).
 
-    Fast path: parse without the duplicate-key hook (a C-level dict per object), check
+    Fast path: parse with orjson (half the cost of `json`; it refuses NaN and integers past
+    64 bits, which the strict parse then reports) without a duplicate-key hook, check
     the schema, then count the key separators. In a schema-valid block every string is a
     field name, an op/side/tif name or a hex address, so the text's `:` characters are
     exactly its key/value separators; fewer keys than separators means a duplicate key.
@@ -295,7 +296,7 @@ def decode_json_block(line: str | bytes, where: str = "block") -> Block:
     except UnicodeDecodeError as exc:
         _fail(where, f"bad JSON: not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
-        obj = _JSON_FAST.decode(text)
+        obj = orjson.loads(text)
         block = block_from_obj(obj, where)
     except (ValueError, RecursionError, BlockDecodeError):
         return block_from_obj(_parse_strict(text, where), where)

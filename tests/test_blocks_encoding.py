@@ -151,3 +151,22 @@ def test_events_in_execution_order() -> None:
     assert ex.last_block_hash == result.block_hash == block_hash(
         Block(2, 5, (taker, Cancel(b, 1, 2), Market(b, 1, Side.SELL, 1)))
     )
+
+
+def test_receipts_line_is_what_the_json_module_writes() -> None:
+    """orjson writes receipts; they must be the bytes `json` would write (compact)."""
+    import json as json_module
+
+    from block_exec import Executor, block_receipts_line, block_receipts_obj, decode_json_block
+    from block_exec.simulate import MarketConfig, SimulatedMarket
+
+    market = SimulatedMarket(MarketConfig(blocks=30))
+    executor = Executor(checkpoint_interval=7)
+    for height in range(1, 31):
+        line = json_module.dumps(market.block(height, executor.state))
+        result = executor.apply_block(decode_json_block(line))
+        root = None if result.state_root is None else result.state_root.hex()
+        expected = json_module.dumps(
+            block_receipts_obj(height, root, result.receipts), separators=(",", ":")
+        )
+        assert block_receipts_line(height, root, result.receipts) == expected
