@@ -15,10 +15,8 @@ from block_exec.types import (
     BlockResult,
     Cancel,
     Deposit,
-    Event,
     Limit,
     Market,
-    OrderPlaced,
     Receipt,
     Withdraw,
 )
@@ -31,10 +29,7 @@ def apply_block(state: CoreStateMachine, block: Block) -> BlockResult:
     block_bytes = encode_block_checked(block)
     block_hash = blake3.blake3(block_bytes).digest()
     receipts: list[Receipt] = []
-    events: list[Event] = []
     add_receipt = receipts.append
-    add_event = events.append
-    add_events = events.extend
     limit = state.limit
     market = state.market
     cancel = state.cancel
@@ -42,34 +37,19 @@ def apply_block(state: CoreStateMachine, block: Block) -> BlockResult:
         t = type(tx)
         if t is Limit:
             assert isinstance(tx, Limit)
-            result = limit(tx.user, tx.asset, tx.side, tx.price, tx.size, tx.tif)
-            if result.ok:
-                add_event(OrderPlaced(result.order_id, tx))  # type: ignore[arg-type]
-                if result.fills:
-                    add_events(result.fills)
-                if result.cancellations:
-                    add_events(result.cancellations)
+            add_receipt(limit(tx.user, tx.asset, tx.side, tx.price, tx.size, tx.tif))
         elif t is Cancel:
             assert isinstance(tx, Cancel)
-            result = cancel(tx.user, tx.asset, tx.order_id)
-            if result.ok:
-                add_events(result.cancellations)
+            add_receipt(cancel(tx.user, tx.asset, tx.order_id))
         elif t is Market:
             assert isinstance(tx, Market)
-            result = market(tx.user, tx.asset, tx.side, tx.size)
-            if result.ok:
-                add_event(OrderPlaced(result.order_id, tx))  # type: ignore[arg-type]
-                if result.fills:
-                    add_events(result.fills)
-                if result.cancellations:
-                    add_events(result.cancellations)
+            add_receipt(market(tx.user, tx.asset, tx.side, tx.size))
         elif t is Deposit:
             assert isinstance(tx, Deposit)
-            result = state.deposit(tx.user, tx.asset, tx.amount)
+            add_receipt(state.deposit(tx.user, tx.asset, tx.amount))
         else:
             assert isinstance(tx, Withdraw)
-            result = state.withdraw(tx.user, tx.asset, tx.amount)
-        add_receipt(result)
+            add_receipt(state.withdraw(tx.user, tx.asset, tx.amount))
     return BlockResult(
-        block.height, block.time, block_hash, tuple(receipts), tuple(events), None, block_bytes
+        block.height, block.time, block_hash, tuple(receipts), block.txs, None, block_bytes
     )

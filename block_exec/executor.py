@@ -17,7 +17,7 @@ from block_exec.apply import apply_block
 from block_exec.decode import decode_cbor_block
 from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
-from block_exec.types import Block, BlockResult, OrderPlaced
+from block_exec.types import Block, BlockResult
 from block_exec.validate import check_sequence, validate_block
 from merkle import NamespacedCommitment
 from state_machine import (
@@ -177,8 +177,7 @@ class Executor:
                     event.order_id, event.user, event.asset, event.side, event.type,
                     event.tif, event.price, event.size,
                 )
-                for event in result.events
-                if type(event) is OrderPlaced
+                for event in result.placed()
             ],
             fills=[fill for receipt in result.receipts for fill in receipt.fills],
             cancellations=[

@@ -157,9 +157,34 @@ class BlockResult:
     time: int
     block_hash: bytes  # blake3 of the block's canonical CBOR, 32 bytes
     receipts: tuple[Receipt, ...]  # one per tx, in block order
-    events: tuple[Event, ...]  # in execution order (see `Event`)
+    txs: tuple[Tx, ...]  # the block's txs, receipts[i] answering txs[i]
     state_root: bytes | None = None  # set by the executor at checkpoint heights
     block_bytes: bytes = b""  # the block's canonical CBOR (what its hash is taken of)
+
+    def placed(self) -> list[OrderPlaced]:
+        """The orders the block's accepted limit and market txs created, in block order."""
+        return [
+            OrderPlaced(receipt.order_id, tx)  # type: ignore[arg-type]
+            for tx, receipt in zip(self.txs, self.receipts, strict=True)
+            if receipt.order_id is not None
+        ]
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """The events in execution order (see `Event`), derived from txs and receipts.
+
+        Built on demand: a node that only needs receipts does not pay for them on the
+        apply path.
+        """
+        events: list[Event] = []
+        for tx, receipt in zip(self.txs, self.receipts, strict=True):
+            if not receipt.ok:
+                continue
+            if receipt.order_id is not None:
+                events.append(OrderPlaced(receipt.order_id, tx))  # type: ignore[arg-type]
+            events.extend(receipt.fills)
+            events.extend(receipt.cancellations)
+        return tuple(events)
 
     @property
     def block_hash_hex(self) -> str:
