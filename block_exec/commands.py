@@ -462,11 +462,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
             compared = common[-1]
         else:
             raise CommandFailed("the two stores keep no checkpoint at a common height")
-        if first_divergent is None and compared > top:
-            for height in range(top + 1, compared + 1):
-                if mine.block_hash(height) != theirs.block_hash(height):
-                    first_divergent = height
-                    break
         restored_mine = mine.restore(compared)
         restored_theirs = theirs.restore(compared)
         assert restored_mine.checkpoint is not None and restored_theirs.checkpoint is not None
