@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sim-blocks", metavar="N", type=_positive, default=None,
                      help="blocks of the simulated market (default 3000)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--sync-blocks", action="store_true",
+                     help="fsync every block batch: acknowledged blocks then survive power "
+                     "loss, not only a crash of the process (checkpoints always fsync)")
 
     verify = command("verify", "restore a checkpoint and check it against its state root")
     verify.add_argument("--db", metavar="DIR", required=True)

@@ -126,7 +126,10 @@ def _progress(total: int | None, enabled: bool) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     _tune_gc()
     executor = Executor.open(
-        args.db, checkpoint_interval=args.checkpoint_interval, keep=args.keep
+        args.db,
+        checkpoint_interval=args.checkpoint_interval,
+        keep=args.keep,
+        sync_blocks=args.sync_blocks,
     )
     totals = RunTotals()
     receipts_file: IO[str] | None = None
