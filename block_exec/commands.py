@@ -76,7 +76,8 @@ def _parse_user(text: str) -> str:
 
 
 def _parse_id(text: str, what: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 2**64 - 1:
+    # isascii: str.isdigit() also accepts superscripts and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**64 - 1:
         raise CommandFailed(f"bad {what} {text!r}: want an integer in [1, 2^64-1]")
     return int(text)
 

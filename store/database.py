@@ -161,7 +161,7 @@ class Store:
                 raise CorruptStore(f"{directory}: LevelDB corruption ({exc})") from None
             except plyvel.Error as exc:
                 raise StoreError(f"{directory}: cannot open LevelDB ({exc})") from None
-            self._open_checked(checkpoint_interval)
+            self._open_checked(checkpoint_interval, create)
         except (plyvel.Error, RuntimeError, OSError) as exc:
             self.close()
             raise _translate(exc) from None
@@ -169,8 +169,8 @@ class Store:
             self.close()
             raise
 
-    def _open_checked(self, checkpoint_interval: int | None) -> None:
-        self.checkpoint_interval = self._open_meta(checkpoint_interval)
+    def _open_checked(self, checkpoint_interval: int | None, create: bool) -> None:
+        self.checkpoint_interval = self._open_meta(checkpoint_interval, create)
         self.head_height, self.head_hash, self._next_fill_seq = codec.decode_head(
             self._db.get(K.HEAD_KEY)
         )
@@ -188,12 +188,16 @@ class Store:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def _open_meta(self, interval: int | None) -> int:
+    def _open_meta(self, interval: int | None, create: bool) -> int:
         db = self._db
         stored_format = db.get(K.FORMAT_KEY)
         if stored_format is None:
             if next(db.iterator(include_value=False), None) is not None:
                 raise CorruptStore(f"{self.directory}: not a coreledger store (no format key)")
+            if not create:
+                # A first run killed between LevelDB's creation and this batch: writing
+                # the default interval here would refuse the operator's own on resume.
+                raise StoreError(f"{self.directory}: no store yet (its first run stopped early)")
             interval = DEFAULT_CHECKPOINT_INTERVAL if interval is None else interval
             with db.write_batch(transaction=True, sync=True) as batch:
                 batch.put(K.INTERVAL_KEY, codec.frame([interval]))

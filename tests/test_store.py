@@ -369,6 +369,20 @@ def test_foreign_database_refused(tmp_path: Path) -> None:
         Store(str(tmp_path / "n"))
 
 
+def test_read_only_open_does_not_create_a_half_made_store(tmp_path: Path) -> None:
+    # A first run killed after LevelDB made its files but before the store's first batch
+    # leaves an empty database; a read-only open must not write the default interval into
+    # it, or resuming with the interval the operator chose is then refused.
+    (tmp_path / "n").mkdir()
+    import plyvel
+
+    plyvel.DB(str(tmp_path / "n" / "leveldb"), create_if_missing=True).close()
+    with pytest.raises(StoreError, match="no store yet"):
+        Store(str(tmp_path / "n"), create=False)
+    with Store(str(tmp_path / "n"), checkpoint_interval=5) as store:
+        assert store.checkpoint_interval == 5
+
+
 def test_second_open_in_process_refused(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "n"))
     try:
