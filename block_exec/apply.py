@@ -20,12 +20,28 @@ from block_exec.types import (
     Receipt,
     Withdraw,
 )
-from state_machine import CoreStateMachine
+from merkle import NamespacedCommitment
+from state_machine import CoreStateMachine, namespace_of, state_entries
 
 
-def apply_block(state: CoreStateMachine, block: Block) -> BlockResult:
+def full_state_root(state: CoreStateMachine) -> bytes:
+    """The state root computed from scratch over every entry: O(state).
+
+    `Executor` keeps the same root incrementally; this is for a caller without one.
+    """
+    entries = state_entries(state)
+    return NamespacedCommitment((namespace_of(key), key, value) for key, value in entries).root()
+
+
+def apply_block(
+    state: CoreStateMachine, block: Block, checkpoint_interval: int | None = None
+) -> BlockResult:
     """Apply every tx of `block` to `state`; raise BlockSchemaError (state untouched) first
-    if the block is outside the schema."""
+    if the block is outside the schema.
+
+    With `checkpoint_interval`, the result carries the state root when the block's height
+    is a multiple of it (computed from scratch: `Executor` keeps it incrementally).
+    """
     block_bytes = encode_block_checked(block)
     block_hash = blake3.blake3(block_bytes).digest()
     receipts: list[Receipt] = []
@@ -50,6 +66,9 @@ def apply_block(state: CoreStateMachine, block: Block) -> BlockResult:
         else:
             assert isinstance(tx, Withdraw)
             add_receipt(state.withdraw(tx.user, tx.asset, tx.amount))
-    return BlockResult(
+    result = BlockResult(
         block.height, block.time, block_hash, tuple(receipts), block.txs, None, block_bytes
     )
+    if checkpoint_interval is not None and block.height % checkpoint_interval == 0:
+        result.state_root = full_state_root(state)
+    return result

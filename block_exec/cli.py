@@ -138,9 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.CommandFailed as exc:
         print(f"coreledger: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("coreledger: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # a runtime error for the contract's exit statuses
+        print("coreledger: error: interrupted", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 1
     except Exception as exc:  # the last line of defence: never a traceback

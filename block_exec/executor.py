@@ -11,6 +11,7 @@ writes at the next one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 
 from block_exec.apply import apply_block
@@ -29,13 +30,20 @@ from state_machine import (
 from store import (
     BlockRecord,
     Checkpoint,
+    CorruptStore,
     Roots,
     Store,
+    StoreError,
 )
 from store import OrderPlaced as StoredOrder
+from store.records import Entry
 from store.roots import commitment_of, roots_of
 
 DEFAULT_CHECKPOINT_INTERVAL = 100
+
+
+class ExecutorBroken(StoreError):
+    """A store write failed after a block was applied in memory: reopen the executor."""
 
 
 class Executor:
@@ -67,6 +75,7 @@ class Executor:
         # only when there is a store to write them.
         self._unsaved: dict[bytes, bytes | None] = {}
         self._keeps_unsaved = False
+        self._broken: str | None = None  # why this executor refuses further blocks
 
     # -- opening on a store --------------------------------------------------------------
 
@@ -92,8 +101,8 @@ class Executor:
         try:
             built: list[NamespacedCommitment] = []
 
-            def compute_roots(entries: object) -> Roots:
-                commitment = commitment_of(entries)  # type: ignore[arg-type]
+            def compute_roots(entries: Sequence[Entry]) -> Roots:
+                commitment = commitment_of(entries)
                 built.append(commitment)
                 return roots_of(commitment)
 
@@ -105,7 +114,8 @@ class Executor:
             executor._keeps_unsaved = True
             if restored.height:
                 stored = store.block(restored.height)
-                assert stored is not None  # restore checked the checkpoint's block
+                if stored is None:
+                    raise CorruptStore(f"checkpoint {restored.height}: its block is missing")
                 executor.last_time = stored.time
                 executor.last_block_hash = stored.block_hash
             for stored in store.blocks_after(restored.height):
@@ -148,9 +158,21 @@ class Executor:
         With a store, the block, its receipts and its history are written in one batch
         before this returns (and, at a checkpoint height, the checkpoint with them).
         """
+        if self._broken is not None:
+            raise ExecutorBroken(self._broken)
         result = self._apply(block)
         if self.store is not None:
-            self._persist(block, result)
+            try:
+                self._persist(block, result)
+            except BaseException as exc:
+                # The state in memory is now a block ahead of the store: applying more
+                # would acknowledge blocks a restart cannot rebuild. Reopening recovers
+                # the store's state (this block was not acknowledged).
+                self._broken = (
+                    f"block {block.height} was applied but not stored ({exc}); "
+                    "reopen the executor to recover from the store"
+                )
+                raise
         return result
 
     def _apply(self, block: Block) -> BlockResult:

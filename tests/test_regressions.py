@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from block_exec import Executor
+from block_exec import Block, Executor, apply_block, block_from_obj
+from block_exec.apply import full_state_root
 from block_exec.cli import main
+from block_exec.executor import ExecutorBroken
+from block_exec.simulate import MarketConfig, SimulatedMarket
+from state_machine import CoreStateMachine
+from store import StoreError
 
 
 @pytest.mark.parametrize("text", ["\u00b2", "\u0661", "1\u00b2"])
@@ -22,3 +32,78 @@ def test_history_order_id_with_non_ascii_digits_is_refused_by_name(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "bad order id" in err[0], err
 
+
+
+def _sim_blocks(count: int) -> list[Block]:
+    market = SimulatedMarket(MarketConfig(blocks=count))
+    executor = Executor()
+    blocks = []
+    for height in range(1, count + 1):
+        block = block_from_obj(market.block(height, executor.state), "sim")
+        executor.apply_block(block)
+        blocks.append(block)
+    return blocks
+
+
+def test_apply_block_function_returns_the_root_at_checkpoints() -> None:
+    # The contract: block_exec.apply_block returns "state root at checkpoints".
+    blocks = _sim_blocks(40)
+    executor = Executor(checkpoint_interval=10)
+    state = CoreStateMachine()
+    for block in blocks:
+        mine = apply_block(state, block, checkpoint_interval=10)
+        theirs = executor.apply_block(block)
+        assert mine.state_root == theirs.state_root
+        assert (mine.state_root is None) == (block.height % 10 != 0)
+    assert executor.state_root == full_state_root(state)
+
+
+def test_executor_refuses_blocks_after_a_failed_store_write(tmp_path: Path) -> None:
+    # A store write failing after the block was applied in memory must not let the node
+    # go on acknowledging blocks that a restart cannot rebuild.
+    blocks = _sim_blocks(12)
+    db = str(tmp_path / "db")
+    executor = Executor.open(db, checkpoint_interval=5)
+    for block in blocks[:6]:
+        executor.apply_block(block)
+    assert executor.store is not None
+    executor.store.close()  # the next write fails
+    with pytest.raises(StoreError):
+        executor.apply_block(blocks[6])
+    with pytest.raises(ExecutorBroken, match="reopen"):
+        executor.apply_block(blocks[7])
+    with Executor.open(db) as reopened:  # recovers what was acknowledged: 6 blocks
+        assert reopened.height == 6
+        for block in blocks[6:]:
+            reopened.apply_block(block)
+        memory = Executor(checkpoint_interval=5)
+        for block in blocks:
+            memory.apply_block(block)
+        assert reopened.state_root == memory.state_root
+
+
+def test_interrupted_run_exits_1_with_one_line(tmp_path: Path) -> None:
+    exe = shutil.which("coreledger")
+    command = [exe] if exe else [sys.executable, "-m", "block_exec.cli"]
+    proc = subprocess.Popen(
+        [*command, "run", "--db", str(tmp_path / "db"), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "db" / "leveldb" / "CURRENT").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert err.splitlines() == ["coreledger: error: interrupted"]
+    with Executor.open(str(tmp_path / "db")) as reopened:  # and the store is whole
+        height, root = reopened.height, reopened.state_root
+    market = SimulatedMarket(MarketConfig())
+    memory = Executor()
+    for h in range(1, height + 1):
+        memory.apply_block(block_from_obj(market.block(h, memory.state), "sim"))
+    assert memory.state_root == root
