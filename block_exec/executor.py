@@ -188,12 +188,13 @@ class Executor:
     def _persist(self, block: Block, result: BlockResult) -> None:
         assert self.store is not None
         root_hex = None if result.state_root is None else result.state_root.hex()
+        result.receipts_line = block_receipts_line(block.height, root_hex, result.receipts)
         record = BlockRecord(
             height=block.height,
             time=block.time,
             block_hash=result.block_hash,
             block_bytes=result.block_bytes,
-            receipts=block_receipts_line(block.height, root_hex, result.receipts).encode(),
+            receipts=result.receipts_line.encode(),
             placed=[
                 StoredOrder(
                     event.order_id, event.user, event.asset, event.side, event.type,

@@ -160,6 +160,7 @@ class BlockResult:
     txs: tuple[Tx, ...]  # the block's txs, receipts[i] answering txs[i]
     state_root: bytes | None = None  # set by the executor at checkpoint heights
     block_bytes: bytes = b""  # the block's canonical CBOR (what its hash is taken of)
+    receipts_line: str | None = None  # its receipts JSON line, once something encoded it
 
     def placed(self) -> list[OrderPlaced]:
         """The orders the block's accepted limit and market txs created, in block order."""
