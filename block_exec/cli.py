@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command("verify", "restore a checkpoint and check it against its state root")
     verify.add_argument("--db", metavar="DIR", required=True)
     verify.add_argument("--height", metavar="H", type=_nonnegative)
+    verify.add_argument("--all", action="store_true",
+                        help="also check every kept checkpoint, the block chain and every "
+                        "history row (an audit: reads the whole store)")
 
     state = command("state", "print books and balances as JSON")
     state.add_argument("--db", metavar="DIR", required=True)

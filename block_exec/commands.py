@@ -232,6 +232,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         restored = store.restore(args.height, compute_roots)
         if restored.checkpoint is None:
             raise CommandFailed(f"{args.db}: no checkpoint to verify yet")
+        if args.all:
+            store.verify_all(compute_roots)
         machine = restored.machine
         print_json(
             {
@@ -247,6 +249,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 },
                 "kept_checkpoints": heights,
                 "head_height": store.head_height,
+                "audited": (
+                    "every kept checkpoint, the block chain and the history"
+                    if args.all else None
+                ),
             }
         )
     return 0
