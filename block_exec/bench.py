@@ -339,7 +339,7 @@ def flow_benchmarks(quick: bool) -> list[Figure]:
 
 def run_all(quick: bool) -> list[Figure]:
     """Every workload; `quick` keeps the whole run under about 30 seconds."""
-    from merkle import bench as merkle_bench
+    from block_exec import bench_merkle as merkle_bench
     from store import bench as store_bench
 
     figures = core_benchmarks(quick)

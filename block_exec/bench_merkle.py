@@ -1,4 +1,4 @@
-"""Benchmarks of the sparse Merkle tree: `python -m merkle.bench [--quick]` prints JSON.
+"""Benchmarks of the sparse Merkle tree: `python -m block_exec.bench_merkle [--quick]` prints JSON.
 
 Full run: 1,000,000 entries (about 60 s, most of it the second build, under tracemalloc);
 `--quick`: 100,000 entries (memory measured at 50,000), under 10 s. Keys are 8-byte
