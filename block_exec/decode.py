@@ -8,6 +8,7 @@ name the first bad field; the message is therefore deterministic.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO, NoReturn
@@ -308,10 +309,25 @@ def decode_json_block(line: str | bytes, where: str = "block") -> Block:
 
 # -- CBOR ---------------------------------------------------------------------------
 
-def _decode_cbor_item(data: memoryview, pos: int, where: str) -> tuple[Block, int]:
-    """Decode the block starting at `pos`; return it and the offset just past it."""
+def _decode_cbor_item(
+    data: memoryview, pos: int, where: str, stream: io.BytesIO | None = None
+) -> tuple[Block, int]:
+    """Decode the block starting at `pos`; return it and the offset just past it.
+
+    `stream` (a BytesIO over the same bytes) is for sequences: `cbor2.loads` copies a
+    memoryview slice to bytes, so slicing off the rest of the sequence for every block
+    would copy the file once per block (quadratic). The end of the item is not read from
+    the stream: a block is accepted only if its canonical encoding matches `data` from
+    `pos`, so `pos + len(canonical)` is its end.
+    """
     try:
-        obj = cbor2.loads(data[pos:], allow_indefinite=False, allow_duplicate_keys=False)
+        if stream is None:
+            obj = cbor2.loads(data[pos:], allow_indefinite=False, allow_duplicate_keys=False)
+        else:
+            stream.seek(pos)
+            obj = cbor2.CBORDecoder(
+                stream, allow_indefinite=False, allow_duplicate_keys=False
+            ).decode()
     except Exception as exc:  # cbor2 raises several types on malformed input
         _fail(where, f"bad CBOR: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     if isinstance(obj, dict) and obj.get("txs").__class__ is list:
@@ -319,9 +335,13 @@ def _decode_cbor_item(data: memoryview, pos: int, where: str) -> tuple[Block, in
             # In CBOR the canonical form always carries tif; say so rather than the
             # generic "non-canonical" below.
             if isinstance(tx, dict) and tx.get("op") == "limit" and "tif" not in tx:
-                h = obj.get("height")
-                where_h = f"{where} (height {h})" if type(h) is int else where
-                _fail(where_h, f'tx {index}: missing field "tif" (required in CBOR)')
+                # Errors the spec names first still come first: the block's own fields,
+                # the earlier txs, and missing fields of this tx before "tif" alphabetically.
+                block_from_obj({**obj, "txs": obj["txs"][:index]}, where)
+                problem = _keys_problem(tx, _LIMIT_KEYS, frozenset())
+                if problem == 'missing field "tif"':
+                    problem += " (required in CBOR)"
+                _fail(f"{where} (height {obj['height']})", f"tx {index}: {problem}")
     block = block_from_obj(obj, where)
     canonical = encode_block(block)
     end = pos + len(canonical)
@@ -348,10 +368,11 @@ def decode_cbor_block(data: bytes, where: str = "block") -> Block:
 def iter_cbor_blocks(data: bytes) -> Iterator[Block]:
     """The blocks of a CBOR sequence (RFC 8742), each canonical."""
     view = memoryview(data)
+    stream = io.BytesIO(data)  # shares the bytes: no copy
     pos = 0
     number = 1
     while pos < len(data):
-        block, pos = _decode_cbor_item(view, pos, f"block {number} at byte {pos}")
+        block, pos = _decode_cbor_item(view, pos, f"block {number} at byte {pos}", stream)
         yield block
         number += 1
 
