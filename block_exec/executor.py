@@ -125,6 +125,18 @@ class Executor:
                     raise BlockSequenceError(
                         f"stored block {stored.height}: hash does not match its bytes"
                     )
+            if store.needs_checkpoint():
+                # Recovery step 4 (spec/store.md): the head is a checkpoint height whose
+                # checkpoint a writer that stores them apart from their block never wrote.
+                executor._fold_changes()
+                store.write_checkpoint(
+                    Checkpoint(
+                        executor.height,
+                        sorted(executor._unsaved.items()),
+                        roots_of(executor.commitment),
+                    )
+                )
+                executor._unsaved = {}
             executor.store = store
             return executor
         except BaseException:

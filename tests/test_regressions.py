@@ -195,3 +195,34 @@ def test_cbor_sequence_decoding_does_not_copy_the_rest_of_the_file_per_block() -
     assert heights == list(range(1, 201))
     assert peak < len(data) // 4, (peak, len(data))
     assert list(iter_blocks(data)) == blocks
+
+
+def test_open_writes_a_checkpoint_missing_at_the_head(tmp_path: Path) -> None:
+    # Recovery step 4 of spec/store.md: a head at a checkpoint height without its
+    # checkpoint (a writer that stores checkpoints apart from blocks, killed between).
+    blocks = _sim_blocks(7)
+    db = str(tmp_path / "db")
+    with Executor.open(db, checkpoint_interval=5) as executor:
+        for block in blocks[:4]:
+            executor.apply_block(block)
+        assert executor.store is not None
+        store = executor.store
+        append = store.append_block
+        store.append_block = lambda record, checkpoint=None: append(record, None)  # type: ignore[method-assign]
+        executor.apply_block(blocks[4])
+        assert store.checkpoint_heights() == [] and store.needs_checkpoint()
+    with Executor.open(db) as reopened:
+        assert reopened.store is not None
+        assert reopened.store.checkpoint_heights() == [5]
+        assert not reopened.store.needs_checkpoint()
+        for block in blocks[5:]:
+            reopened.apply_block(block)
+    memory = Executor(checkpoint_interval=5)
+    roots = [memory.apply_block(block).state_root for block in blocks]
+    assert main(["verify", "--db", db]) == 0
+    with Executor.open(db) as final:
+        assert final.store is not None
+        assert final.store.checkpoint(5) is not None
+        stored = final.store.checkpoint(5)
+        assert stored is not None and stored.roots.root == roots[4]
+        assert final.state_root == memory.state_root
