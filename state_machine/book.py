@@ -9,13 +9,15 @@ Layout, chosen for the hot paths:
   from the front costs O(k) (CPython leaves the dead slots until the next resize:
   20 us with 50,000 dead), which a level drained by many small takers would hit;
 - the book does not index orders by id: `CoreStateMachine` keeps one global index, which
-  cancel needs anyway to tell `unknown_order` from `not_owner`.
+  cancel needs anyway to tell `unknown_order` from `not_owner`;
+- the book is data plus read-only queries: resting, cancelling and matching change the
+  levels in `CoreStateMachine` itself, inlined on those hot paths, so there is one place
+  that mutates a level, not a method beside an inlined copy of it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 
 from sortedcontainers import SortedDict
 
@@ -33,26 +35,6 @@ class OrderBook:
         self.bids: SortedDict[int, Level] = SortedDict()
         self.asks: SortedDict[int, Level] = SortedDict()
 
-    def side(self, side: Side) -> SortedDict[int, Level]:
-        return self.bids if side == Side.BUY else self.asks
-
-    def add(self, order: Order) -> None:
-        """Rest `order` at the back of its price level."""
-        levels = self.bids if order.side == Side.BUY else self.asks
-        level = levels.get(order.price)
-        if level is None:
-            levels[order.price] = OrderedDict(((order.order_id, order),))
-        else:
-            level[order.order_id] = order
-
-    def remove(self, order: Order) -> None:
-        """Take a resting `order` out of its level, dropping the level when it empties."""
-        levels = self.bids if order.side == Side.BUY else self.asks
-        level = levels[order.price]
-        del level[order.order_id]
-        if not level:
-            del levels[order.price]
-
     def best_bid(self) -> int | None:
         return self.bids.peekitem(-1)[0] if self.bids else None
 
@@ -61,12 +43,6 @@ class OrderBook:
 
     def is_empty(self) -> bool:
         return not self.bids and not self.asks
-
-    def orders(self) -> Iterator[Order]:
-        """Every resting order: bids then asks, each from the lowest price, FIFO in a level."""
-        for levels in (self.bids, self.asks):
-            for level in levels.values():
-                yield from level.values()
 
     def depth(self, side: Side, limit: int | None = None) -> list[L2Level]:
         """L2 snapshot of one side, best price first: (price, total size, order count)."""

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 import cbor2
 from sortedcontainers import SortedDict
 
-from state_machine.book import OrderBook
 from state_machine.machine import CoreStateMachine, StateChanges
 from state_machine.types import (
     MAX_AMOUNT,
@@ -45,10 +44,6 @@ GLOBALS_NAMESPACE = b"\x00"
 
 Entry = tuple[bytes, bytes]
 Change = tuple[bytes, bytes | None]
-
-
-def user_bytes(user: Address) -> bytes:
-    return bytes.fromhex(user[2:])
 
 
 def balance_key(user: Address, asset: int) -> bytes:
@@ -310,8 +305,3 @@ def _install_book(
     book = machine.book(asset)
     book.bids = SortedDict(bid_levels)
     book.asks = SortedDict(ask_levels)
-
-
-def book_levels(book: OrderBook) -> dict[str, list[tuple[int, int, int]]]:
-    """Both sides of a book as L2 levels, best first."""
-    return {"bids": book.depth(Side.BUY), "asks": book.depth(Side.SELL)}

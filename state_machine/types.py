@@ -167,7 +167,3 @@ class OpResult:
     resting: int | None = None
     canceled: list[int] = field(default_factory=list)
     cancellations: list[Cancellation] = field(default_factory=list)
-
-
-def rejected(code: str) -> OpResult:
-    return OpResult(False, code)
