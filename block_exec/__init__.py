@@ -24,6 +24,7 @@ from block_exec.encode import (
 from block_exec.errors import (
     BlockDecodeError,
     BlockError,
+    BlockMismatch,
     BlockSchemaError,
     BlockSequenceError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Block",
     "BlockDecodeError",
     "BlockError",
+    "BlockMismatch",
     "BlockResult",
     "BlockSchemaError",
     "BlockSequenceError",

@@ -13,6 +13,7 @@ from state_machine.entries import (
     namespace_of,
     state_entries,
 )
+from state_machine.errors import CoreledgerError
 from state_machine.machine import CoreStateMachine, StateChanges
 from state_machine.types import (
     ERROR_CODES,
@@ -57,6 +58,7 @@ __all__ = [
     "Cancellation",
     "CoreError",
     "CoreStateMachine",
+    "CoreledgerError",
     "CorruptState",
     "Fill",
     "InvalidArgument",

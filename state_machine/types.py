@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from state_machine.errors import CoreledgerError
+
 QUOTE_ASSET = 0
 MAX_ASSET = 2**32 - 1
 MAX_AMOUNT = 2**64 - 1  # prices, sizes, amounts and order ids
@@ -54,7 +56,7 @@ CANCEL_REASON_NAMES = ("user", "ioc", "market", "self_trade")
 ORDER_TYPE_NAMES = ("limit", "market")
 
 
-class CoreError(Exception):
+class CoreError(CoreledgerError):
     """Base class of every error the exchange core raises."""
 
 

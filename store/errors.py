@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from state_machine.errors import CoreledgerError
 
-class StoreError(Exception):
-    """Base class of every error `store` raises on purpose."""
+
+class StoreError(CoreledgerError):
+    """Base class of every error `store` raises on purpose (under the project's root)."""
 
 
 class StoreLocked(StoreError):

@@ -905,6 +905,9 @@ def test_diff(tmp_path: Path) -> None:
         "books/1/bids/41": (None, [5, 1]),
         f"balances/{A}/0": ({"available": 9800, "locked": 200},
                             {"available": 9795, "locked": 205}),
+        # Order 2 (A's buy; B's sell is order 1) rests at 40 in one store, 41 in the other.
+        "books/1/orders/2": ({"user": A, "side": "buy", "price": 40, "size": 5},
+                             {"user": A, "side": "buy", "price": 41, "size": 5}),
     }
     got = {d["key"]: (d["db"], d["other"]) for d in report["differences"]}
     assert got == want
