@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from block_exec.apply import apply_block
+from block_exec.authorized import apply_authorized_block
 from block_exec.decode import decode_cbor_block
 from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
+from block_exec.genesis import Genesis, GenesisError, genesis_balances_state
+from block_exec.signed import TxAuth
 from block_exec.types import Block, BlockResult
 from block_exec.validate import check_sequence, validate_block
 from merkle import NamespacedCommitment
@@ -76,6 +79,7 @@ class Executor:
         self._unsaved: dict[bytes, bytes | None] = {}
         self._keeps_unsaved = False
         self._broken: str | None = None  # why this executor refuses further blocks
+        self.chain_id: str | None = None  # network mode: set by init_chain
 
     # -- opening on a store --------------------------------------------------------------
 
@@ -164,15 +168,17 @@ class Executor:
         """Raise a BlockError if `block` would be refused as the next block."""
         validate_block(block, self.height, self.last_time)
 
-    def apply_block(self, block: Block) -> BlockResult:
+    def apply_block(self, block: Block, auth: Sequence[TxAuth] | None = None) -> BlockResult:
         """Apply the next block; raise a BlockError (nothing changed) if it is refused.
 
+        `auth` (network mode, one TxAuth per tx) makes each tx first pass authorization
+        and its nonce (spec/signed.md); without it the block applies as a block file.
         With a store, the block, its receipts and its history are written in one batch
         before this returns (and, at a checkpoint height, the checkpoint with them).
         """
         if self._broken is not None:
             raise ExecutorBroken(self._broken)
-        result = self._apply(block)
+        result = self._apply(block, auth)
         if self.store is not None:
             try:
                 self._persist(block, result)
@@ -187,9 +193,12 @@ class Executor:
                 raise
         return result
 
-    def _apply(self, block: Block) -> BlockResult:
+    def _apply(self, block: Block, auth: Sequence[TxAuth] | None = None) -> BlockResult:
         check_sequence(block, self.height, self.last_time)
-        result = apply_block(self.state, block)
+        if auth is None:
+            result = apply_block(self.state, block)
+        else:
+            result = apply_authorized_block(self.state, block, auth)
         self.height = block.height
         self.last_time = block.time
         self.last_block_hash = result.block_hash
@@ -229,6 +238,50 @@ class Executor:
         self.store.append_block(record, checkpoint)
         if checkpoint is not None:
             self._unsaved = {}
+
+    # -- network mode ------------------------------------------------------------------------
+
+    @property
+    def bridge(self) -> str | None:
+        """The genesis bridge (the only signer of deposits); None outside network mode."""
+        return self.state.bridge
+
+    def nonce(self, address: str) -> int:
+        """The address's current nonce: the one its next signed tx must carry."""
+        return self.state.nonces.get(address)
+
+    def init_chain(self, genesis: Genesis, chain_id: str) -> bytes:
+        """Create the genesis state (its balances and bridge) and return its root.
+
+        Only before the first block. Called again with the same genesis and chain id (as
+        CometBFT does after a restart at height 0), it changes nothing and returns the
+        same root; with another, it raises GenesisError.
+        """
+        machine = genesis_balances_state(genesis)
+        machine.bridge = genesis.bridge
+        if self.chain_id is not None or self.state.bridge is not None:
+            root = NamespacedCommitment(
+                (namespace_of(key), key, value) for key, value in state_entries(machine)
+            ).root()
+            if self.chain_id != chain_id or self.height != 0 or root != self.state_root:
+                raise GenesisError(
+                    f"init_chain: this store already holds chain {self.chain_id!r} at height "
+                    f"{self.height}; it cannot start chain {chain_id!r} with another genesis"
+                )
+            return root
+        if self.height != 0 or state_entries(self.state) != state_entries(CoreStateMachine()):
+            raise GenesisError(f"init_chain: the state is not empty (height {self.height})")
+        machine.drain_changes()
+        entries = state_entries(machine)
+        commitment = commitment_of(entries)
+        if self.store is not None:
+            # The genesis state is checkpoint 0: a restart restores it without InitChain.
+            self.store.write_checkpoint(Checkpoint(0, entries, roots_of(commitment)))
+        self.state = machine
+        self.commitment = commitment
+        self._unsaved = {}
+        self.chain_id = chain_id
+        return commitment.root()
 
     # -- the state root --------------------------------------------------------------------
 

@@ -5,8 +5,11 @@ Keys (big-endian integers, so LevelDB and sorted iteration keep numeric order):
 - `01 user(20 bytes) asset(u32)`            -> CBOR [available, locked]  (one user contiguous)
 - `02 asset(u32) order_id(u64)`             -> CBOR [side, price, size, user(20 bytes)]
                                                (one book contiguous, in time priority)
+- `03 user(20 bytes)`                       -> CBOR uint: the user's nonce (network mode)
+- `00 "bridge"`                             -> CBOR bstr(20): the genesis bridge (network mode)
 
-An account with available = locked = 0 has no entry, and neither has an empty book, so
+An account with available = locked = 0 has no entry, and neither has an empty book or a
+nonce of 0 (nor a bridge outside network mode), so
 the entries (and the root over them) depend on the state alone, not on its history.
 
 Each key belongs to a commitment namespace, which the state root commits to separately so
@@ -14,6 +17,7 @@ that two diverging states name the book or the asset's balances first:
 - `00`              the globals
 - `01 asset(u32)`   the balances of one asset
 - `02 asset(u32)`   the book of one asset
+- `03`              every nonce
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import cbor2
 from sortedcontainers import SortedDict
 
 from state_machine.machine import CoreStateMachine, StateChanges
+from state_machine.nonces import MAX_NONCE
 from state_machine.types import (
     MAX_AMOUNT,
     MAX_BALANCE,
@@ -39,8 +44,11 @@ from state_machine.types import (
 GLOBALS_PREFIX = 0x00
 BALANCE_PREFIX = 0x01
 ORDER_PREFIX = 0x02
+NONCE_PREFIX = 0x03
 NEXT_ORDER_ID_KEY = b"\x00next_order_id"
+BRIDGE_KEY = b"\x00bridge"
 GLOBALS_NAMESPACE = b"\x00"
+NONCES_NAMESPACE = b"\x03"
 
 Entry = tuple[bytes, bytes]
 Change = tuple[bytes, bytes | None]
@@ -52,6 +60,10 @@ def balance_key(user: Address, asset: int) -> bytes:
 
 def order_key(asset: int, order_id: int) -> bytes:
     return b"\x02" + asset.to_bytes(4, "big") + order_id.to_bytes(8, "big")
+
+
+def nonce_key(user: Address) -> bytes:
+    return b"\x03" + bytes.fromhex(user[2:])
 
 
 def encode_balance(available: int, locked: int) -> bytes:
@@ -69,6 +81,8 @@ def namespace_of(key: bytes) -> bytes:
         return b"\x01" + key[21:25]
     if prefix == ORDER_PREFIX:
         return key[:5]
+    if prefix == NONCE_PREFIX:
+        return NONCES_NAMESPACE
     return GLOBALS_NAMESPACE
 
 
@@ -79,8 +93,12 @@ def describe_key(key: bytes) -> str:
     if len(key) == 13 and key[0] == ORDER_PREFIX:
         asset = int.from_bytes(key[1:5], "big")
         return f"books/{asset}/orders/{int.from_bytes(key[5:13], 'big')}"
+    if len(key) == 21 and key[0] == NONCE_PREFIX:
+        return f"nonces/0x{key[1:21].hex()}"
     if key == NEXT_ORDER_ID_KEY:
         return "globals/next_order_id"
+    if key == BRIDGE_KEY:
+        return "globals/bridge"
     return f"key/{key.hex()}"
 
 
@@ -91,6 +109,8 @@ def describe_namespace(namespace: bytes) -> str:
         return f"book of asset {int.from_bytes(namespace[1:], 'big')}"
     if namespace == GLOBALS_NAMESPACE:
         return "globals"
+    if namespace == NONCES_NAMESPACE:
+        return "nonces"
     return f"namespace {namespace.hex()}"
 
 
@@ -101,6 +121,10 @@ def state_entries(machine: CoreStateMachine) -> list[Entry]:
         entries.append((balance_key(user, asset), encode_balance(account[0], account[1])))
     for order in machine.orders.values():
         entries.append((order_key(order.asset, order.order_id), encode_order(order)))
+    for user, nonce in machine.nonces.items():
+        entries.append((nonce_key(user), cbor2.dumps(nonce)))
+    if machine.bridge is not None:
+        entries.append((BRIDGE_KEY, cbor2.dumps(bytes.fromhex(machine.bridge[2:]))))
     entries.sort()
     return entries
 
@@ -124,6 +148,9 @@ def changed_entries(machine: CoreStateMachine, changes: StateChanges) -> list[Ch
     for order in changes.orders:
         key = order_key(order.asset, order.order_id)
         result[key] = encode_order(order) if resting.get(order.order_id) is order else None
+    nonces = machine.nonces.table
+    for user in changes.nonces:
+        result[nonce_key(user)] = cbor2.dumps(nonces[user])  # a nonce only goes up
     return sorted(result.items())
 
 
@@ -253,6 +280,18 @@ def _machine_from_entries(entries: Iterable[Entry], check_canonical: bool) -> Co
             if total > MAX_BALANCE:
                 raise _corrupt(key, f"supply of asset {asset} overflows")
             supply[asset] = total
+        elif prefix == NONCE_PREFIX and len(key) == 21:
+            if type(decoded) is not int or not 1 <= decoded <= MAX_NONCE:
+                raise _corrupt(key, f"nonce {decoded!r} out of range [1, 2^64]")
+            user_raw = key[1:21]
+            user = users.get(user_raw)
+            if user is None:
+                user = users[user_raw] = "0x" + user_raw.hex()
+            machine.nonces.table[user] = decoded
+        elif key == BRIDGE_KEY:
+            if type(decoded) is not bytes or len(decoded) != 20:
+                raise _corrupt(key, "want a 20-byte address")
+            machine.bridge = "0x" + decoded.hex()
         elif key == NEXT_ORDER_ID_KEY:
             if type(decoded) is not int or not 1 <= decoded <= MAX_AMOUNT + 1:
                 raise _corrupt(key, f"value {decoded!r} out of range")

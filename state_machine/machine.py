@@ -15,10 +15,11 @@ the exception: it has no limit to lock against, so it pays fill by fill from `av
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from state_machine.balances import Balances
 from state_machine.book import OrderBook
+from state_machine.nonces import Nonces
 from state_machine.types import (
     INSUFFICIENT_BALANCE,
     MAX_AMOUNT,
@@ -57,6 +58,7 @@ class StateChanges:
 
     balances: list[tuple[Address, int]]
     orders: list[Order]
+    nonces: list[Address] = field(default_factory=list)  # addresses whose nonce changed
 
 
 def _check_amount(name: str, value: int) -> None:
@@ -70,7 +72,8 @@ def _check_book_asset(asset: int) -> None:
 
 
 class CoreStateMachine:
-    __slots__ = ("balances", "books", "dirty_orders", "next_order_id", "orders")
+    __slots__ = ("balances", "books", "bridge", "dirty_orders", "next_order_id", "nonces",
+                 "orders")
 
     def __init__(self) -> None:
         self.books: dict[int, OrderBook] = {}
@@ -78,6 +81,10 @@ class CoreStateMachine:
         self.orders: dict[int, Order] = {}  # every resting order, by id
         self.next_order_id = 1
         self.dirty_orders: dict[int, Order] = {}
+        # Network mode (spec/signed.md): per-address nonces, and the genesis bridge (the
+        # only signer of deposits), set once before the first block and never changed.
+        self.nonces = Nonces()
+        self.bridge: Address | None = None
 
     # -- queries -----------------------------------------------------------------------
 
@@ -94,7 +101,9 @@ class CoreStateMachine:
 
     def drain_changes(self) -> StateChanges:
         """Return what changed since the last drain and start recording afresh."""
-        changes = StateChanges(list(self.balances.dirty), list(self.dirty_orders.values()))
+        changes = StateChanges(
+            list(self.balances.dirty), list(self.dirty_orders.values()), self.nonces.drain()
+        )
         self.balances.dirty = {}
         self.dirty_orders = {}
         return changes
