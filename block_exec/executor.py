@@ -33,7 +33,6 @@ from state_machine import (
 from store import (
     BlockRecord,
     Checkpoint,
-    CorruptStore,
     Roots,
     Store,
     StoreError,
@@ -41,6 +40,7 @@ from store import (
 from store import OrderPlaced as StoredOrder
 from store.records import Entry
 from store.roots import commitment_of, roots_of
+from store.snapshots import chain_position
 
 DEFAULT_CHECKPOINT_INTERVAL = 100
 
@@ -117,11 +117,10 @@ class Executor:
             executor.height = restored.height
             executor._keeps_unsaved = True
             if restored.height:
-                stored = store.block(restored.height)
-                if stored is None:
-                    raise CorruptStore(f"checkpoint {restored.height}: its block is missing")
-                executor.last_time = stored.time
-                executor.last_block_hash = stored.block_hash
+                # Its block row, or the base of a store restored from a snapshot.
+                executor.last_time, executor.last_block_hash = chain_position(
+                    store, restored.height
+                )
             for stored in store.blocks_after(restored.height):
                 block = decode_cbor_block(stored.block_bytes, f"stored block {stored.height}")
                 result = executor._apply(block)

@@ -29,6 +29,7 @@ from store.records import (
     OrderPlaced,
     OrderRecord,
     Roots,
+    StoreBase,
     StoredBlock,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "Roots",
     "StateDiverged",
     "Store",
+    "StoreBase",
     "StoreError",
     "StoreLocked",
     "StoredBlock",

@@ -24,7 +24,7 @@ from state_machine.types import (
     Tif,
 )
 from store.errors import CorruptStore
-from store.records import CheckpointInfo, OrderPlaced, Roots, StoredBlock
+from store.records import CheckpointInfo, OrderPlaced, Roots, StoreBase, StoredBlock
 
 TOMBSTONE = b"\x00"
 PRESENT = b"\x01"
@@ -81,6 +81,17 @@ def encode_head(height: int, block_hash: bytes, next_fill_seq: int) -> bytes:
 def decode_head(value: bytes | None) -> tuple[int, bytes, int]:
     height, block_hash, next_fill_seq = unframe("head", value, 3)
     return uint("head", height), raw("head", block_hash), uint("head", next_fill_seq, 1)
+
+
+def encode_base(height: int, time: int, block_hash: bytes) -> bytes:
+    return frame([height, time, block_hash])
+
+
+def decode_base(value: bytes | None) -> StoreBase | None:
+    if value is None:
+        return None
+    height, time, block_hash = unframe("base", value, 3)
+    return StoreBase(uint("base", height, 1), uint("base", time), raw("base", block_hash, 32))
 
 
 # -- blocks -----------------------------------------------------------------------------

@@ -174,6 +174,9 @@ class Store:
         self.head_height, self.head_hash, self._next_fill_seq = codec.decode_head(
             self._db.get(K.HEAD_KEY)
         )
+        self.base = codec.decode_base(self._db.get(K.BASE_KEY))
+        if self.base is not None and self.base.height > self.head_height:
+            raise CorruptStore(f"base {self.base.height} is above the head {self.head_height}")
         self._checkpoint_heights = self._load_checkpoint_heights()
         if self._checkpoint_heights and self._checkpoint_heights[-1] > self.head_height:
             raise CorruptStore(
@@ -359,7 +362,11 @@ class Store:
     def _blocks_after(self, height: int) -> Iterator[StoredBlock]:
         _check_u64("height", height)
         prev_hash = codec.ZERO_HASH
-        if height > 0:
+        base = self.base
+        if base is not None and height <= base.height:
+            # A store restored from a snapshot holds no block at or below its base.
+            height, prev_hash = base.height, base.block_hash
+        elif height > 0:
             prev = self.block_hash(height)
             if prev is None:
                 raise StoreError(f"no block {height}: the head is {self.head_height}")

@@ -23,6 +23,7 @@ CHECKPOINT_CHANGES = b"\x13"
 FORMAT_KEY = META + b"format"
 INTERVAL_KEY = META + b"checkpoint_interval"
 HEAD_KEY = META + b"head"
+BASE_KEY = META + b"base"  # a store that starts at a snapshot (state sync)
 
 FORMAT_VERSION = 1
 U64_MAX = 2**64 - 1

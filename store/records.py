@@ -90,6 +90,15 @@ class CheckpointInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreBase:
+    """Where a store restored from a snapshot starts: no block at or below `height`."""
+
+    height: int
+    time: int  # the block time of `height`
+    block_hash: bytes  # the block hash of `height`: the next block's prev_hash
+
+
+@dataclass(frozen=True, slots=True)
 class StoredBlock:
     height: int
     time: int

@@ -1,0 +1,316 @@
+"""Taking, listing, serving and pruning format-1 snapshots of a store's kept checkpoints.
+
+Consensus never waits for a snapshot (spec/store.md, "State sync"):
+- `refresh()` (after each Commit) only compares the store's kept checkpoint heights with
+  the snapshots it has: O(kept), no I/O beyond a LevelDB snapshot handle (a sequence
+  number) for a new checkpoint;
+- the work itself (reading a checkpoint's entries, cutting and hashing chunks, writing
+  them to files, deleting pruned snapshots) is done by `work(budget)` in slices of at
+  most `budget` entries (~1 us each) that the node runs when it is idle; entries are read
+  through that LevelDB snapshot, so blocks, checkpoints and prunes committed meanwhile
+  change nothing of what a snapshot holds;
+- `load_chunk` reads one chunk file (<= 10 MB) and checks its hash.
+
+On disk, beside the store (local layout, not part of the format):
+```
+DIR/snapshots/H/metadata   the metadata bytes
+DIR/snapshots/H/I          chunk I's bytes
+DIR/snapshots/H.partial/   a snapshot being written (renamed to H when complete)
+```
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from store import codec
+from store import keys as K
+from store.database import Store
+from store.errors import CorruptStore, StoreError
+from store.records import Entry
+from store.snapshot_format import (
+    DEFAULT_CHUNK_LIMIT,
+    FORMAT,
+    ChunkCutter,
+    Snapshot,
+    SnapshotFormatError,
+    SnapshotMetadata,
+    check_chunk_limit,
+    chunk_hash,
+)
+
+SNAPSHOTS_DIR = "snapshots"
+DEFAULT_SNAPSHOT_KEEP = 2  # CometBFT: "generally only the last two snapshots are needed"
+DEFAULT_WORK_BUDGET = 2000  # entries per `work` slice: ~2 ms
+_PARTIAL = ".partial"
+
+
+def chain_position(store: Store, height: int) -> tuple[int, bytes]:
+    """The block time and block hash of `height`: its block row, or the store's base."""
+    block = store.block(height)
+    if block is not None:
+        return block.time, block.block_hash
+    base = store.base
+    if base is not None and base.height == height:
+        return base.time, base.block_hash
+    raise CorruptStore(f"checkpoint {height}: its block is missing")
+
+
+def _latest_entries(view: Any) -> Iterator[Entry]:
+    for key, value in view.iterator(prefix=K.STATE_LATEST):
+        yield key[1:], value
+
+
+def _versioned_entries(view: Any, height: int) -> Iterator[Entry]:
+    """Per state key, its newest version at or below `height` (spec/store.md, "Restoring")."""
+    current = b""
+    chosen: bytes | None = None
+    for key, value in view.iterator(prefix=K.STATE_VERSION):
+        state_key = key[1:-8]
+        if state_key != current:
+            if chosen is not None:
+                yield current, chosen
+            current = state_key
+            chosen = None
+        if int.from_bytes(key[-8:], "big") <= height:
+            if value == codec.TOMBSTONE:
+                chosen = None
+            elif value[:1] == codec.PRESENT:
+                chosen = value[1:]
+            else:
+                raise CorruptStore(f"state version {key.hex()}: bad version tag")
+    if chosen is not None:
+        yield current, chosen
+
+
+class _Job:
+    """Writes the snapshot of one checkpoint, a slice at a time, into `H.partial/`."""
+
+    def __init__(
+        self,
+        path: str,
+        metadata: SnapshotMetadata,
+        view: Any,
+        entries: Iterator[Entry],
+        chunk_limit: int,
+    ) -> None:
+        self.path = path
+        self.partial = path + _PARTIAL
+        self.template = metadata  # chunk hashes and entry count filled in as we go
+        self.view = view
+        self.entries = entries
+        self.cutter = ChunkCutter(chunk_limit)
+        self.hashes: list[bytes] = []
+        self.count = 0
+        shutil.rmtree(self.partial, ignore_errors=True)
+        os.makedirs(self.partial)
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        with open(os.path.join(self.partial, str(len(self.hashes))), "wb") as file:
+            file.write(chunk)
+        self.hashes.append(chunk_hash(chunk))
+
+    def step(self, budget: int) -> SnapshotMetadata | None:
+        """Process up to `budget` entries; the finished metadata once all are written."""
+        add = self.cutter.add
+        for key, value in self.entries:
+            closed = add(key, value)
+            if closed is not None:
+                self._write_chunk(closed)
+            self.count += 1
+            budget -= 1
+            if budget <= 0:
+                return None
+        self._write_chunk(self.cutter.finish())
+        self.release()
+        template = self.template
+        if self.count != template.entry_count:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            raise CorruptStore(
+                f"checkpoint {template.height}: {self.count} state entries, "
+                f"{template.entry_count} recorded"
+            )
+        metadata = SnapshotMetadata(
+            template.height,
+            template.time,
+            template.block_hash,
+            template.root,
+            self.count,
+            template.chunk_limit,
+            tuple(self.hashes),
+        )
+        with open(os.path.join(self.partial, "metadata"), "wb") as file:
+            file.write(metadata.encode())
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.rename(self.partial, self.path)
+        return metadata
+
+    def release(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+
+    def abandon(self) -> None:
+        self.release()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Served:
+    metadata: SnapshotMetadata
+    snapshot: Snapshot
+    path: str
+
+
+class SnapshotService:
+    """The snapshots of the newest `keep` kept checkpoints of `store`, built in the
+    background (`work`), listed and served from files. Owned by the store's owner (one
+    thread): call `refresh` after each commit and `work` whenever there is time; close it
+    before the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        keep: int = DEFAULT_SNAPSHOT_KEEP,
+        chunk_limit: int = DEFAULT_CHUNK_LIMIT,
+    ) -> None:
+        if type(keep) is not int or keep < 1:
+            raise StoreError(f"snapshot keep {keep!r} must be at least 1")
+        self.store = store
+        self.keep = keep
+        self.chunk_limit = check_chunk_limit(chunk_limit)
+        self.directory = os.path.join(store.directory, SNAPSHOTS_DIR)
+        self._served: dict[int, _Served] = {}
+        self._jobs: deque[tuple[int, _Job]] = deque()
+        self._doomed: list[str] = []
+        os.makedirs(self.directory, exist_ok=True)
+        self._load()
+        self.refresh()
+
+    def _load(self) -> None:
+        kept = set(self.store.checkpoint_heights())
+        for name in sorted(os.listdir(self.directory)):
+            path = os.path.join(self.directory, name)
+            served = None
+            if name.isdigit() and int(name) in kept:
+                served = self._read(path, int(name))
+            if served is None:
+                self._doomed.append(path)
+            else:
+                self._served[served.metadata.height] = served
+
+    def _read(self, path: str, height: int) -> _Served | None:
+        try:
+            with open(os.path.join(path, "metadata"), "rb") as file:
+                metadata = SnapshotMetadata.decode(file.read())
+        except (OSError, SnapshotFormatError):
+            return None
+        info = self.store.checkpoint(height)
+        if (
+            metadata.height != height
+            or metadata.chunk_limit != self.chunk_limit
+            or info is None
+            or info.roots.root != metadata.root
+        ):
+            return None
+        return _Served(metadata, Snapshot.of(metadata), path)
+
+    def close(self) -> None:
+        """Release the LevelDB snapshots of unfinished work (before the store closes)."""
+        while self._jobs:
+            self._jobs.popleft()[1].abandon()
+
+    # -- the consensus side: O(kept) ------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Match the snapshots to the store's kept checkpoints: queue new ones, drop pruned.
+
+        Called after each Commit; costs O(kept checkpoints) and one LevelDB snapshot
+        handle per new checkpoint (no entry is read here).
+        """
+        wanted = self.store.checkpoint_heights()[-self.keep :]
+        for height in [h for h in self._served if h not in wanted]:
+            self._doomed.append(self._served.pop(height).path)
+        for height, job in [item for item in self._jobs if item[0] not in wanted]:
+            self._jobs.remove((height, job))
+            job.abandon()
+        queued = {height for height, _ in self._jobs}
+        latest = self.store.latest_checkpoint()
+        for height in wanted:
+            if height not in self._served and height not in queued:
+                self._jobs.append((height, self._job(height, latest is not None
+                                                     and latest.height == height)))
+
+    def _job(self, height: int, is_latest: bool) -> _Job:
+        store = self.store
+        info = store.checkpoint(height)
+        if info is None:
+            raise CorruptStore(f"checkpoint {height} is listed but missing")
+        time, block_hash = chain_position(store, height)
+        view = store._db.snapshot()  # the store package's own handle: a consistent view
+        entries = _latest_entries(view) if is_latest else _versioned_entries(view, height)
+        template = SnapshotMetadata(
+            height, time, block_hash, info.roots.root, info.entry_count, self.chunk_limit, ()
+        )
+        return _Job(os.path.join(self.directory, str(height)), template, view, entries,
+                    self.chunk_limit)
+
+    def list(self) -> list[Snapshot]:
+        """ListSnapshots: the finished snapshots, newest first. O(keep)."""
+        return [self._served[h].snapshot for h in sorted(self._served, reverse=True)]
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._jobs or self._doomed)
+
+    # -- the background side: bounded slices ----------------------------------------------
+
+    def work(self, budget: int = DEFAULT_WORK_BUDGET) -> bool:
+        """Do one slice of pending work (at most `budget` entries, or one pruned snapshot
+        deleted). Returns whether work remains. A checkpoint whose entries disagree with
+        its record raises CorruptStore (its snapshot is dropped; the next refresh retries).
+        """
+        if self._doomed:
+            shutil.rmtree(self._doomed.pop(), ignore_errors=True)
+            return self.pending
+        if self._jobs:
+            height, job = self._jobs[0]
+            try:
+                metadata = job.step(budget)
+            except BaseException:
+                self._jobs.popleft()
+                job.abandon()
+                raise
+            if metadata is not None:
+                self._jobs.popleft()
+                self._served[height] = _Served(metadata, Snapshot.of(metadata), job.path)
+        return self.pending
+
+    def finish(self) -> None:
+        """Run all pending work now (tests, tools; a node uses `work` slices)."""
+        while self.work(1 << 30):
+            pass
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def load_chunk(self, height: int, format: int, index: int) -> bytes:
+        """LoadSnapshotChunk: chunk `index` of the snapshot at `height`, or b"" when there
+        is no such chunk (unknown snapshot, or its file is missing or damaged)."""
+        served = self._served.get(height)
+        if format != FORMAT or served is None:
+            return b""
+        hashes = served.metadata.chunk_hashes
+        if not 0 <= index < len(hashes):
+            return b""
+        try:
+            with open(os.path.join(served.path, str(index)), "rb") as file:
+                chunk = file.read()
+        except OSError:
+            return b""
+        return chunk if chunk_hash(chunk) == hashes[index] else b""
