@@ -254,11 +254,16 @@ class Store:
 
     @_guarded
     def block(self, height: int) -> StoredBlock | None:
-        if not 1 <= height <= self.head_height:
-            return None
+        if not 1 <= height <= self.head_height or (
+            self.base is not None and height <= self.base.height
+        ):
+            return None  # none stored (a store restored from a snapshot starts above its base)
         return codec.decode_block(height, self._db.get(K.block_key(height)))
 
     def block_hash(self, height: int) -> bytes | None:
+        """The hash of block `height` (at the base of a restored store: the base's)."""
+        if self.base is not None and height == self.base.height:
+            return self.base.block_hash
         block = self.block(height)
         return None if block is None else block.block_hash
 

@@ -1,0 +1,215 @@
+"""Snapshots of real stores: taken in slices, served from files, restored into a fresh
+store that then verifies and continues like one that replayed (spec/store.md, "State sync").
+
+Expected states and roots come from an in-memory `Executor` fed the same blocks (no
+store involved), not from the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from block_exec import Block, BlockSequenceError, Executor, block_from_obj
+from block_exec import block_hash as chain_hash
+from block_exec.simulate import MarketConfig, SimulatedMarket
+from state_machine import state_entries
+from store import Store, StoreError
+from store.records import Entry
+from store.roots import compute_roots
+from store.snapshot_format import MIN_CHUNK_LIMIT, Snapshot, build_metadata, chunk_entries
+from store.snapshot_restore import (
+    ChunkVerdict,
+    RestoredSnapshot,
+    Restorer,
+    install_snapshot,
+)
+from store.snapshots import SnapshotService
+
+CONFIG = MarketConfig(
+    blocks=40, assets=(1, 2), start_mids=(1000, 300), makers=3, takers=5,
+    maker_quotes_per_block=12, maker_cancels_per_block=4, taker_orders_per_block=3,
+)
+
+
+class Chain:
+    """The simulated market's blocks and, per height, the state an in-memory executor
+    reached (entries, root): the independent reference."""
+
+    def __init__(self, blocks: int) -> None:
+        market = SimulatedMarket(CONFIG)
+        reference = Executor(checkpoint_interval=1)
+        self.blocks: list[Block] = []
+        self.entries: dict[int, list[Entry]] = {}
+        self.roots: dict[int, bytes] = {}
+        for height in range(1, blocks + 1):
+            block = block_from_obj(market.block(height, reference.state), f"block {height}")
+            reference.apply_block(block)
+            self.blocks.append(block)
+            self.entries[height] = state_entries(reference.state)
+            self.roots[height] = reference.state_root
+
+    def run(self, directory: str, upto: int, start: int = 1, **options: int) -> Executor:
+        executor = Executor.open(directory, **options)
+        for block in self.blocks[start - 1 : upto]:
+            executor.apply_block(block)
+        return executor
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    return Chain(40)
+
+
+def _restore(service: SnapshotService, snapshot: Snapshot, app_hash: bytes) -> RestoredSnapshot:
+    restorer = Restorer(snapshot, app_hash)
+    for index in range(snapshot.chunks):
+        chunk = service.load_chunk(snapshot.height, snapshot.format, index)
+        outcome = restorer.apply(index, chunk, "server")
+        assert outcome.verdict is ChunkVerdict.ACCEPT, outcome.reason
+    assert restorer.restored is not None
+    return restorer.restored
+
+
+def _all_rows(directory: str) -> list[tuple[bytes, bytes]]:
+    with Store(directory) as store:
+        return list(store._db.iterator())
+
+
+def test_served_snapshots_restore_into_a_store_that_verifies_and_continues(
+    chain: Chain, tmp_path: Path
+) -> None:
+    source = chain.run(str(tmp_path / "src"), 23, checkpoint_interval=5, keep=3)
+    assert source.store is not None
+    service = SnapshotService(source.store, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
+    service.finish()
+    assert [s.height for s in service.list()] == [20, 15]
+    for snapshot in service.list():
+        expected = chunk_entries(chain.entries[snapshot.height], MIN_CHUNK_LIMIT)
+        assert snapshot.chunks == len(expected) > 1
+        served = [service.load_chunk(snapshot.height, 1, i) for i in range(snapshot.chunks)]
+        assert served == expected
+    assert service.load_chunk(20, 2, 0) == b""
+    assert service.load_chunk(20, 1, 10**6) == b""
+    assert service.load_chunk(5, 1, 0) == b""
+
+    snapshot = service.list()[0]
+    restored = _restore(service, snapshot, chain.roots[20])
+    target = str(tmp_path / "dst")
+    with Store(target, checkpoint_interval=7) as store:  # another interval: 20 % 7 != 0
+        install_snapshot(store, restored)
+    service.close()
+    source.close()
+
+    node = Executor.open(target)
+    assert (node.height, node.state_root) == (20, chain.roots[20])
+    assert node.last_time == chain.blocks[19].time
+    assert state_entries(node.state) == chain.entries[20]
+    assert node.store is not None
+    assert node.store.checkpoint_heights() == [20]
+    with pytest.raises(BlockSequenceError):
+        node.apply_block(chain.blocks[19])  # the executor knows its height
+    assert node.store.block(20) is None
+    assert node.store.block_hash(20) == chain_hash(chain.blocks[19])  # the base's
+    for block in chain.blocks[20:30]:
+        node.apply_block(block)
+    assert node.state_root == chain.roots[30]
+    assert node.store.checkpoint_heights() == [20, 21, 28]
+    node.close()
+    node = Executor.open(target)  # recovery from the restored checkpoint + replay
+    assert (node.height, node.state_root) == (30, chain.roots[30])
+    node.close()
+    for args in (["verify", "--db", target], ["verify", "--db", target, "--all"],
+                 ["verify", "--db", target, "--height", "20"]):
+        result = subprocess.run([sys.executable, "-m", "block_exec.cli", *args],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_snapshot_reads_its_height_while_blocks_commit(chain: Chain, tmp_path: Path) -> None:
+    source = chain.run(str(tmp_path / "src"), 10, checkpoint_interval=5, keep=2)
+    assert source.store is not None
+    service = SnapshotService(source.store, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
+    service.work(budget=1)  # started: one entry read
+    for block in chain.blocks[10:15]:  # checkpoint 15 rewrites the latest copy, prunes 5
+        source.apply_block(block)
+        service.work(budget=3)
+    service.refresh()
+    service.finish()
+    by_height = {s.height: s for s in service.list()}
+    assert sorted(by_height) == [10, 15]
+    for height in (10, 15):
+        served = [service.load_chunk(height, 1, i) for i in range(by_height[height].chunks)]
+        assert served == chunk_entries(chain.entries[height], MIN_CHUNK_LIMIT)
+    service.close()
+    source.close()
+
+
+def test_pruned_checkpoints_lose_their_snapshots_and_restarts_keep_the_rest(
+    chain: Chain, tmp_path: Path
+) -> None:
+    directory = str(tmp_path / "src")
+    source = chain.run(directory, 10, checkpoint_interval=5, keep=2)
+    assert source.store is not None
+    service = SnapshotService(source.store, keep=2)
+    service.finish()
+    for block in chain.blocks[10:20]:
+        source.apply_block(block)
+    service.refresh()
+    assert [s.height for s in service.list()] == []  # 5, 10 pruned; 15, 20 not built yet
+    service.finish()
+    assert [s.height for s in service.list()] == [20, 15]
+    assert sorted(os.listdir(os.path.join(directory, "snapshots"))) == ["15", "20"]
+    service.close()
+    source.close()
+    os.makedirs(os.path.join(directory, "snapshots", "25.partial"))  # a killed build
+    reopened = Executor.open(directory)
+    assert reopened.store is not None
+    again = SnapshotService(reopened.store, keep=2)
+    assert [s.height for s in again.list()] == [20, 15]  # read back, nothing rebuilt
+    again.finish()
+    assert sorted(os.listdir(os.path.join(directory, "snapshots"))) == ["15", "20"]
+    chunk = os.path.join(directory, "snapshots", "20", "0")
+    with open(chunk, "r+b") as file:
+        file.write(b"\xff")
+    assert again.load_chunk(20, 1, 0) == b""  # a damaged file is not served
+    again.close()
+    reopened.close()
+
+
+def test_a_rejected_restore_leaves_the_store_as_it_was(chain: Chain, tmp_path: Path) -> None:
+    target = str(tmp_path / "dst")
+    Store(target, checkpoint_interval=5).close()
+    before = _all_rows(target)
+    # Chunks of the state at 12 offered under the (trusted) app hash of 10.
+    metadata, chunks = build_metadata(10, 0, bytes(32), chain.roots[10], chain.entries[12],
+                                      MIN_CHUNK_LIMIT)
+    restorer = Restorer(Snapshot.of(metadata), chain.roots[10])
+    outcomes = [restorer.apply(i, chunk, "liar") for i, chunk in enumerate(chunks)]
+    assert outcomes[-1].verdict is ChunkVerdict.REJECT_SNAPSHOT
+    assert _all_rows(target) == before
+    # An honest snapshot abandoned half way: nothing was written either.
+    metadata, chunks = build_metadata(10, 0, bytes(32), chain.roots[10], chain.entries[10],
+                                      MIN_CHUNK_LIMIT)
+    restorer = Restorer(Snapshot.of(metadata), chain.roots[10])
+    assert restorer.apply(0, chunks[0], "slow").verdict is ChunkVerdict.ACCEPT
+    del restorer
+    assert _all_rows(target) == before
+
+
+def test_install_needs_an_empty_store(chain: Chain, tmp_path: Path) -> None:
+    metadata, chunks = build_metadata(10, 0, bytes(32), chain.roots[10], chain.entries[10])
+    restorer = Restorer(Snapshot.of(metadata), chain.roots[10])
+    for index, chunk in enumerate(chunks):
+        restorer.apply(index, chunk, "peer")
+    assert restorer.restored is not None
+    source = chain.run(str(tmp_path / "src"), 1)
+    assert source.store is not None
+    with pytest.raises(StoreError, match="empty store"):
+        install_snapshot(source.store, restorer.restored)
+    source.close()
+    assert compute_roots(restorer.restored.entries).root == chain.roots[10]
