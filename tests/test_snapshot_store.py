@@ -53,8 +53,9 @@ class Chain:
             self.entries[height] = state_entries(reference.state)
             self.roots[height] = reference.state_root
 
-    def run(self, directory: str, upto: int, start: int = 1, **options: int) -> Executor:
-        executor = Executor.open(directory, **options)
+    def run(self, directory: str, upto: int, start: int = 1, *,
+            checkpoint_interval: int | None = None, keep: int = 10) -> Executor:
+        executor = Executor.open(directory, checkpoint_interval=checkpoint_interval, keep=keep)
         for block in self.blocks[start - 1 : upto]:
             executor.apply_block(block)
         return executor
