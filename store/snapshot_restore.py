@@ -43,6 +43,7 @@ class OfferVerdict(enum.Enum):
     """OfferSnapshot results (CometBFT's names)."""
 
     ACCEPT = "accept"
+    ABORT = "abort"  # no state sync at all (this node already has a state)
     REJECT = "reject"  # this snapshot: try another
     REJECT_FORMAT = "reject_format"  # every snapshot of this format
 
@@ -51,6 +52,7 @@ class ChunkVerdict(enum.Enum):
     """ApplySnapshotChunk results (CometBFT's names)."""
 
     ACCEPT = "accept"
+    ABORT = "abort"  # stop state sync (the restored state could not be stored)
     RETRY = "retry"  # apply this chunk again (with `refetch`: fetched anew)
     REJECT_SNAPSHOT = "reject_snapshot"  # this snapshot is bad: try another
 
