@@ -7,18 +7,19 @@ snapshots (CometBFT pools chunks only across identical snapshots):
 
 - an entry is the CBOR array `[key, value]` of two byte strings, canonical (shortest
   heads, definite lengths);
-- a chunk is a CBOR array of entries; chunks are cut greedily: an entry goes into the
-  current chunk unless that would make the chunk's entries (its payload, without the
-  array head) longer than `chunk_limit` bytes; a chunk holds at least one entry (the
-  empty state is one chunk holding none);
+- a chunk is its entries one after the other (a CBOR sequence, RFC 8742: no array head,
+  so a chunk can be hashed and written while it is cut); chunks are cut greedily: an
+  entry goes into the current chunk unless that would make the chunk longer than
+  `chunk_limit` bytes; a chunk holds at least one entry (a state always has one: its
+  `next_order_id`);
 - the metadata is the canonical CBOR array
   `[1, height, time, block_hash, root, entry_count, chunk_limit, [chunk_hash, ...]]`,
   `chunk_hash` the blake3 of a chunk's bytes; the snapshot's `hash` is the blake3 of the
   metadata bytes, so it commits to every chunk and to the state root inside.
 
 Decoders are strict and raise `SnapshotFormatError` with one line naming the problem.
-Hot path (chunk decoding, up to 10 MB a call): one C-level `cbor2.loads`, then a Python
-loop doing O(1) work per entry.
+Hot path (chunk decoding, up to 10 MB a call): one C-level `cbor2.loads` of the entries
+wrapped in an indefinite-length array, then a Python loop doing O(1) work per entry.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from store.records import Entry
 FORMAT = 1
 DEFAULT_CHUNK_LIMIT = 4 * 1024 * 1024
 MIN_CHUNK_LIMIT = 1024
-MAX_CHUNK_LIMIT = 10_000_000 - 9  # plus the array head (<= 9 bytes): a chunk is < 10 MB
+MAX_CHUNK_LIMIT = 10_000_000  # a chunk is at most 10 MB
 MAX_CHUNKS = 100_000  # CometBFT's default statesync.max_snapshot_chunks
 HASH_SIZE = 32
 _U64 = 2**64 - 1
@@ -88,46 +89,39 @@ def check_chunk_limit(limit: int) -> int:
 class ChunkCutter:
     """Cuts a key-ordered stream of entries into format-1 chunks, one entry at a time.
 
-    `add` is O(1) amortised (the chunk's bytes are joined once, when it is cut); memory
-    is one chunk. Keys must come strictly ascending (not checked here: the writer reads
-    them from LevelDB in key order).
+    `add` returns the encoded entry and whether it starts a new chunk, so a writer can
+    hash and write each chunk as it grows (no chunk is ever joined in memory). O(1) per
+    entry. Keys must come strictly ascending (not checked here: the writer reads them
+    from LevelDB in key order).
     """
 
     def __init__(self, limit: int = DEFAULT_CHUNK_LIMIT) -> None:
         self.limit = check_chunk_limit(limit)
-        self._parts: list[bytes] = []
         self._size = 0
 
-    def add(self, key: bytes, value: bytes) -> bytes | None:
-        """Add one entry; return the chunk it closed, if it starts a new one."""
+    def add(self, key: bytes, value: bytes) -> tuple[bytes, bool]:
+        """The entry's bytes, and True when it starts a new chunk (not for the first)."""
         part = encode_entry(key, value)
-        closed = None
-        if self._parts and self._size + len(part) > self.limit:
-            closed = self._cut()
-        self._parts.append(part)
-        self._size += len(part)
-        return closed
-
-    def finish(self) -> bytes:
-        """The last chunk (the only one, holding no entry, for an empty state)."""
-        return self._cut()
-
-    def _cut(self) -> bytes:
-        chunk = _head(0x80, len(self._parts)) + b"".join(self._parts)
-        self._parts = []
-        self._size = 0
-        return chunk
+        size = self._size + len(part)
+        if self._size and size > self.limit:
+            self._size = len(part)
+            return part, True
+        self._size = size
+        return part, False
 
 
 def chunk_entries(entries: Iterable[Entry], limit: int = DEFAULT_CHUNK_LIMIT) -> list[bytes]:
     """Every chunk of a state given as entries sorted by key (the reference cut)."""
     cutter = ChunkCutter(limit)
-    chunks = []
+    chunks: list[bytes] = []
+    parts: list[bytes] = []
     for key, value in entries:
-        closed = cutter.add(key, value)
-        if closed is not None:
-            chunks.append(closed)
-    chunks.append(cutter.finish())
+        part, starts = cutter.add(key, value)
+        if starts:
+            chunks.append(b"".join(parts))
+            parts = []
+        parts.append(part)
+    chunks.append(b"".join(parts))
     return chunks
 
 
@@ -136,15 +130,17 @@ def chunk_hash(chunk: bytes) -> bytes:
 
 
 def decode_chunk(chunk: bytes, after: bytes | None = None) -> list[Entry]:
-    """The entries of one chunk, strictly: canonical CBOR (re-encoding gives the same
-    bytes: no longer heads, indefinite lengths, tags or trailing bytes), keys strictly
-    ascending and above `after` (the previous chunk's last key)."""
+    """The entries of one chunk, strictly: at least one; canonical CBOR (re-encoding gives
+    the same bytes: no longer heads, indefinite lengths, tags or trailing bytes); keys
+    strictly ascending and above `after` (the previous chunk's last key)."""
+    if not chunk:
+        raise SnapshotFormatError("an empty chunk")
     try:
-        items = cbor2.loads(chunk)
+        items = cbor2.loads(b"\x9f" + chunk + b"\xff")
     except Exception as exc:  # cbor2 raises several types on garbage
         raise SnapshotFormatError(f"undecodable chunk ({type(exc).__name__})") from None
     if type(items) is not list:
-        raise SnapshotFormatError("a chunk must be a CBOR array")
+        raise SnapshotFormatError("a chunk must be a sequence of entries")
     previous = after
     entries: list[Entry] = []
     append = entries.append
@@ -158,14 +154,9 @@ def decode_chunk(chunk: bytes, after: bytes | None = None) -> list[Entry]:
             raise SnapshotFormatError(f"chunk keys not strictly ascending at {key.hex()}")
         previous = key
         append((key, value))
-    if cbor2.dumps(items) != chunk:
+    if cbor2.dumps(items)[_head_size(len(items)) :] != chunk:
         raise SnapshotFormatError("chunk is not canonical CBOR (or has trailing bytes)")
     return entries
-
-
-def payload_size(chunk: bytes, entry_count: int) -> int:
-    """The bytes of a chunk's entries, without its array head."""
-    return len(chunk) - _head_size(entry_count)
 
 
 @dataclass(frozen=True, slots=True)

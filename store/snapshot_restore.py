@@ -33,10 +33,9 @@ from store.snapshot_format import (
     chunk_hash,
     decode_chunk,
     entry_size,
-    payload_size,
 )
 
-MAX_CHUNK_BYTES = MAX_CHUNK_LIMIT + 9
+MAX_CHUNK_BYTES = MAX_CHUNK_LIMIT
 
 
 class OfferVerdict(enum.Enum):
@@ -168,12 +167,10 @@ class Restorer:
     def _cut_problem(self, index: int, chunk: bytes, entries: list[Entry]) -> str:
         """The greedy cut of spec/store.md, so that every server's bytes are the same."""
         limit = self.metadata.chunk_limit
-        size = payload_size(chunk, len(entries))
-        if not entries and len(self.metadata.chunk_hashes) != 1:
-            return "an empty chunk in a snapshot of several"
+        size = len(chunk)
         if len(entries) > 1 and size > limit:
             return f"{size} bytes of entries, above the chunk limit {limit}"
-        if index > 0 and entries and self._last_payload + entry_size(*entries[0]) <= limit:
+        if index > 0 and self._last_payload + entry_size(*entries[0]) <= limit:
             return "its first entry fits in the previous chunk (not the greedy cut)"
         self._last_payload = size
         return ""

@@ -26,7 +26,9 @@ import shutil
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
+
+import blake3
 
 from store import codec
 from store import keys as K
@@ -89,7 +91,11 @@ def _versioned_entries(view: Any, height: int) -> Iterator[Entry]:
 
 
 class _Job:
-    """Writes the snapshot of one checkpoint, a slice at a time, into `H.partial/`."""
+    """Writes the snapshot of one checkpoint, a slice at a time, into `H.partial/`.
+
+    Each chunk is hashed and written entry by entry as it is cut (buffered file writes,
+    an incremental blake3), so a slice costs O(budget) whatever the chunk size.
+    """
 
     def __init__(
         self,
@@ -107,29 +113,53 @@ class _Job:
         self.cutter = ChunkCutter(chunk_limit)
         self.hashes: list[bytes] = []
         self.count = 0
-        shutil.rmtree(self.partial, ignore_errors=True)
-        os.makedirs(self.partial)
+        self._file: BinaryIO | None = None
+        self._hasher = blake3.blake3()
 
-    def _write_chunk(self, chunk: bytes) -> None:
-        with open(os.path.join(self.partial, str(len(self.hashes))), "wb") as file:
-            file.write(chunk)
-        self.hashes.append(chunk_hash(chunk))
+    def _next_file(self) -> BinaryIO:
+        self._close_chunk()
+        self._file = open(  # noqa: SIM115 - kept open across slices, closed in _close_chunk
+            os.path.join(self.partial, str(len(self.hashes))), "wb", buffering=1 << 16
+        )
+        self._hasher = blake3.blake3()
+        return self._file
+
+    def _close_chunk(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.hashes.append(self._hasher.digest())
 
     def step(self, budget: int) -> SnapshotMetadata | None:
         """Process up to `budget` entries; the finished metadata once all are written."""
+        if self._file is None and not self.hashes:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            os.makedirs(self.partial)
+            self._next_file()
         add = self.cutter.add
+        file = self._file
+        assert file is not None
+        write = file.write
+        update = self._hasher.update
         for key, value in self.entries:
-            closed = add(key, value)
-            if closed is not None:
-                self._write_chunk(closed)
+            part, starts = add(key, value)
+            if starts:
+                file = self._next_file()
+                write = file.write
+                update = self._hasher.update
+            write(part)
+            update(part)
             self.count += 1
             budget -= 1
             if budget <= 0:
                 return None
-        self._write_chunk(self.cutter.finish())
+        self._close_chunk()
         self.release()
+        return self._finish()
+
+    def _finish(self) -> SnapshotMetadata:
         template = self.template
-        if self.count != template.entry_count:
+        if self.count != template.entry_count or not self.count:
             shutil.rmtree(self.partial, ignore_errors=True)
             raise CorruptStore(
                 f"checkpoint {template.height}: {self.count} state entries, "
@@ -157,6 +187,9 @@ class _Job:
 
     def abandon(self) -> None:
         self.release()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         shutil.rmtree(self.partial, ignore_errors=True)
 
 

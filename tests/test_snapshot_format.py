@@ -88,17 +88,24 @@ def test_entry_encoding_by_hand() -> None:
     assert encode_entry(b"k", b"v" * 256)[:6] == bytes.fromhex("82416b590100")
 
 
+def _count(chunk: bytes) -> int:
+    return len(cbor2.loads(b"\x9f" + chunk + b"\xff"))
+
+
 def test_greedy_cut_by_hand() -> None:
     # Each entry [1-byte key, 97-byte value] is 1 + 2 + 2 + 97 = 102 bytes (the value
     # needs the 2-byte head 0x58 0x61): 10 fit in 1024 bytes (1020), the 11th starts a
-    # new chunk; 25 entries -> chunks of 10, 10, 5.
+    # new chunk; 25 entries -> chunks of 10, 10, 5, each just its entries' bytes.
     entries = [(bytes([i]), b"x" * 97) for i in range(25)]
     assert entry_size(*entries[0]) == 102
     chunks = chunk_entries(entries, 1024)
-    assert [len(cbor2.loads(chunk)) for chunk in chunks] == [10, 10, 5]
-    assert chunks[0][:1] == b"\x8a"  # array of 10
-    assert len(chunks[0]) == 1 + 1020
-    assert chunk_entries([], 1024) == [b"\x80"]  # the empty state: one empty chunk
+    assert [_count(chunk) for chunk in chunks] == [10, 10, 5]
+    assert chunks[0] == b"".join(encode_entry(k, v) for k, v in entries[:10])
+    assert len(chunks[0]) == 1020
+    # 2-byte keys, 1-byte values: entries of 1 + 1 + 2 + 1 + 1 = 6 bytes.
+    small = [(i.to_bytes(2, "big"), b"v") for i in range(205)]
+    assert entry_size(*small[0]) == 6
+    assert [_count(c) for c in chunk_entries(small, 1024)] == [170, 35]  # 170 * 6 = 1020
 
 
 def test_metadata_layout_by_hand() -> None:
@@ -142,15 +149,20 @@ def test_bad_metadata_is_refused(data: bytes) -> None:
 @pytest.mark.parametrize(
     ("chunk", "after"),
     [
-        (bytes.fromhex("81824100420102") + b"\x00", None),  # trailing byte
-        (bytes.fromhex("8182580100420102"), None),  # 1-byte key with a 2-byte head
-        (bytes.fromhex("9f824100420102ff"), None),  # indefinite-length array
-        (bytes.fromhex("82824101410182410041"), None),  # keys descending (and truncated)
-        (bytes.fromhex("828241014101824100410" + "1"), None),  # keys descending
-        (bytes.fromhex("81824100410001"), None),  # [key, value] then junk
-        (bytes.fromhex("8182410061"), None),  # a text string value
-        (bytes.fromhex("81824100420102"), b"\x00"),  # not above the previous chunk
+        (b"", None),  # no entry
+        (bytes.fromhex("824100420102") + b"\x00", None),  # trailing byte
+        (bytes.fromhex("82580100420102"), None),  # 1-byte key with a 2-byte head
+        (bytes.fromhex("825f4100ff420102"), None),  # indefinite-length key
+        (bytes.fromhex("9f4100420102ff"), None),  # indefinite-length entry array
+        (bytes.fromhex("824101410182410041"), None),  # keys descending (and truncated)
+        (bytes.fromhex("82410141018241004101"), None),  # keys descending
+        (bytes.fromhex("8241014101824101410"+"2"), None),  # the same key twice
+        (bytes.fromhex("824100410001"), None),  # [key, value] then junk
+        (bytes.fromhex("82410061"), None),  # a text string value
+        (bytes.fromhex("824100420102"), b"\x00"),  # not above the previous chunk
         (bytes.fromhex("a0"), None),  # a map
+        (bytes.fromhex("824100420102ff824101420102"), None),  # a break in the middle
+        (bytes.fromhex("d818824100420102"), None),  # a tagged entry
     ],
 )
 def test_bad_chunk_is_refused(chunk: bytes, after: bytes | None) -> None:
@@ -168,7 +180,7 @@ def test_any_state_chunked_and_restored_gives_same_entries_and_root(
 ) -> None:
     entries = _state(ops)
     snapshot, chunks, app_hash = _snapshot(entries, limit)
-    assert all(len(chunk) <= limit + 9 for chunk in chunks)
+    assert all(len(chunk) <= limit for chunk in chunks)
     restorer = Restorer(snapshot, app_hash)
     _restore_all(restorer, chunks)
     restored = restorer.restored
@@ -257,7 +269,7 @@ def test_non_greedy_cut_is_rejected() -> None:
     entries = _state([(i % 8, 1, 0, 100, 1 + i) for i in range(40)])
     app_hash = compute_roots(entries).root
     halves = [entries[:10], entries[10:]]
-    chunks = [cbor2.dumps([list(e) for e in half]) for half in halves]
+    chunks = [b"".join(encode_entry(*e) for e in half) for half in halves]
     metadata = SnapshotMetadata(7, 1, BLOCK_HASH, app_hash, len(entries), MIN_CHUNK_LIMIT * 4,
                                 tuple(blake3(c).digest() for c in chunks))
     restorer = Restorer(Snapshot.of(metadata), app_hash)

@@ -1,0 +1,194 @@
+"""State-sync benchmarks for `coreledger bench`: restoring a snapshot against replaying the
+blocks that built it, and what snapshots cost consensus (spec/store.md, "State sync").
+
+- `statesync/restore_snapshot`: a state of N resting orders (1,000,000; `--quick`
+  20,000) is built by replaying blocks of 1,000 limit orders into a LevelDB store (the
+  baseline, `statesync/replay_blocks`), the source node's snapshot service takes its
+  snapshot, and a fresh node restores it through the snapshot calls in process
+  (`StateSync.offer_snapshot`, `apply_snapshot_chunk` for chunks read with
+  `load_snapshot_chunk`): chunk checks, rebuild and root check, the atomic install and
+  the reopen of the executor (its recovery verifies the checkpoint once more). The ratio
+  is replay time over restore time.
+- `statesync/consensus_overhead`: blocks of 1,000 txs over that state (checkpoint every
+  5 blocks) applied and committed with the snapshot service attached, against the same
+  kind of blocks without it, on the same node. Per block, the consensus path pays
+  `after_commit` (O(kept checkpoints)); the snapshot work runs in slices between blocks,
+  so a FinalizeBlock arriving during a slice waits at most one slice: the figure reports
+  the block times, `after_commit`'s cost and the longest slice.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from block_exec.bench import figure
+from block_exec.executor import Executor
+from block_exec.simulate import GENESIS_TIME_MS, SplitMix64, user_address
+from block_exec.statesync import StateSync
+from block_exec.types import Block, Cancel, Deposit, Limit, Tx
+from state_machine import Side, Tif
+
+Figure = dict[str, object]
+ASSETS = (1, 2, 3, 4)
+USERS = [user_address(0x7000 + i) for i in range(200)]
+MID = 1_000_000
+ORDERS_PER_BLOCK = 1_000
+
+
+def _quote(rng: SplitMix64) -> Limit:
+    """A resting quote: bids below MID, asks above (never crossing), 50,000 levels a side."""
+    user = USERS[rng.below(len(USERS))]
+    asset = ASSETS[rng.below(len(ASSETS))]
+    offset = 1 + rng.below(50_000)
+    if rng.below(2):
+        return Limit(user, asset, Side.BUY, MID - offset, 1 + rng.below(100), Tif.GTC)
+    return Limit(user, asset, Side.SELL, MID + offset, 1 + rng.below(100), Tif.GTC)
+
+
+def build_blocks(orders: int) -> list[Block]:
+    """A funding block, then blocks of 1,000 resting limit orders (`orders` in all)."""
+    funding: list[Tx] = [Deposit(user, asset, 10**18) for user in USERS
+                         for asset in (0, *ASSETS)]
+    blocks = [Block(1, GENESIS_TIME_MS, tuple(funding))]
+    rng = SplitMix64(15)
+    height = 1
+    for start in range(0, orders, ORDERS_PER_BLOCK):
+        height += 1
+        count = min(ORDERS_PER_BLOCK, orders - start)
+        txs = tuple(_quote(rng) for _ in range(count))
+        blocks.append(Block(height, GENESIS_TIME_MS + height * 100, txs))
+    return blocks
+
+
+def _replay(directory: str, blocks: list[Block]) -> tuple[Executor, float]:
+    executor = Executor.open(directory, checkpoint_interval=len(blocks), keep=2)
+    start = time.perf_counter()
+    for block in blocks:
+        executor.apply_block(block)
+    return executor, time.perf_counter() - start
+
+
+def _restore(server: StateSync, directory: str) -> tuple[StateSync, float, int]:
+    def reopen() -> Executor:
+        return Executor.open(directory, checkpoint_interval=5, keep=2)
+
+    snapshot = server.list_snapshots()[0]
+    app_hash = server.executor.state_root
+    start = time.perf_counter()
+    joiner = StateSync(reopen(), reopen)
+    verdict = joiner.offer_snapshot(snapshot, app_hash)
+    if verdict.value != "accept":
+        raise RuntimeError(f"snapshot offer refused: {verdict}")
+    for index in range(snapshot.chunks):
+        chunk = server.load_snapshot_chunk(snapshot.height, snapshot.format, index)
+        outcome = joiner.apply_snapshot_chunk(index, chunk, "server")
+        if outcome.verdict.value != "accept":
+            raise RuntimeError(f"chunk {index}: {outcome.reason}")
+    seconds = time.perf_counter() - start
+    if joiner.executor.state_root != app_hash:
+        raise RuntimeError("restored root differs")
+    return joiner, seconds, snapshot.chunks
+
+
+def bench_restore(orders: int, workdir: str) -> tuple[list[Figure], StateSync]:
+    blocks = build_blocks(orders)
+    server_executor, replay_seconds = _replay(os.path.join(workdir, "server"), blocks)
+    txs = sum(len(block.txs) for block in blocks)
+    replay = figure(f"statesync/replay_blocks/orders={orders}", txs, replay_seconds,
+                    blocks=len(blocks))
+    server = StateSync(server_executor, lambda: server_executor)
+    start = time.perf_counter()
+    server.after_commit()
+    while server.work():
+        pass
+    take_seconds = time.perf_counter() - start
+    latest = server_executor.store.latest_checkpoint() if server_executor.store else None
+    entries = latest.entry_count if latest else 0
+    take = figure(f"statesync/take_snapshot/orders={orders}", entries, take_seconds)
+    joiner, restore_seconds, chunks = _restore(server, os.path.join(workdir, "joiner"))
+    restore = figure(
+        f"statesync/restore_snapshot/orders={orders}", entries, restore_seconds, chunks=chunks,
+        baseline=replay["name"], baseline_seconds=replay["seconds"],
+        speedup_vs_baseline=round(replay_seconds / restore_seconds, 2),
+    )
+    server.close()
+    server_executor.close()
+    return [replay, take, restore], joiner
+
+
+def _traffic(rng: SplitMix64, executor: Executor, height: int, time_ms: int) -> Block:
+    """1,000 txs: half new resting quotes, half cancels of resting orders."""
+    txs: list[Tx] = []
+    resting = executor.state.orders
+    newest = executor.state.next_order_id
+    for _ in range(ORDERS_PER_BLOCK // 2):
+        txs.append(_quote(rng))
+        order_id = 1 + rng.below(newest - 1)
+        order = resting.get(order_id)
+        if order is not None:
+            txs.append(Cancel(order.user, order.asset, order_id))
+    return Block(height, time_ms, tuple(txs))
+
+
+def _run_blocks(sync: StateSync, count: int, rng: SplitMix64, attached: bool,
+                gap_seconds: float) -> tuple[list[float], list[float], list[float]]:
+    """Apply `count` blocks; with `attached`, call after_commit and run work slices in a
+    gap after each block. Returns block, after_commit and slice times (seconds)."""
+    executor = sync.executor
+    blocks, commits, slices = [], [], []
+    for _ in range(count):
+        block = _traffic(rng, executor, executor.height + 1, executor.last_time + 100)
+        start = time.perf_counter()
+        executor.apply_block(block)
+        applied = time.perf_counter()
+        if attached:
+            sync.after_commit()
+        done = time.perf_counter()
+        blocks.append(done - start)
+        commits.append(done - applied)
+        if attached:
+            gap_end = done + gap_seconds
+            while time.perf_counter() < gap_end:
+                slice_start = time.perf_counter()
+                more = sync.work()
+                slices.append(time.perf_counter() - slice_start)
+                if not more:
+                    break
+    return blocks, commits, slices
+
+
+def _ms(values: list[float], per_mille: int) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, len(ordered) * per_mille // 1000)] * 1e3, 3)
+
+
+def bench_consensus_overhead(sync: StateSync, count: int) -> Figure:
+    rng = SplitMix64(16)
+    sync.close()  # detached: the baseline blocks
+    base_blocks, _, _ = _run_blocks(sync, count, rng, False, 0.0)
+    sync.service = sync._service()
+    with_blocks, commits, slices = _run_blocks(sync, count, rng, True, 0.08)
+    listed = [s.height for s in sync.list_snapshots()]
+    return figure(
+        "statesync/consensus_overhead", count, sum(with_blocks),
+        block_ms_p50=_ms(with_blocks, 500), block_ms_max=_ms(with_blocks, 1000),
+        baseline="blocks without snapshots", baseline_block_ms_p50=_ms(base_blocks, 500),
+        baseline_block_ms_max=_ms(base_blocks, 1000),
+        after_commit_ms_max=_ms(commits, 1000), work_slices=len(slices),
+        work_slice_ms_p99=_ms(slices or [0.0], 990), work_slice_ms_max=_ms(slices or [0.0], 1000),
+        snapshots_listed=listed,
+    )
+
+
+def run_benchmarks(quick: bool) -> list[Figure]:
+    orders = 20_000 if quick else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="coreledger-bench-statesync-") as workdir:
+        figures, joiner = bench_restore(orders, workdir)
+        try:
+            figures.append(bench_consensus_overhead(joiner, 20 if quick else 40))
+        finally:
+            joiner.close()
+            joiner.executor.close()
+    return figures
