@@ -22,11 +22,13 @@ Snapshots never hold up FinalizeBlock or Commit: `after_commit` is O(kept checkp
 and all reading, cutting, hashing and file writing happens in `work` slices.
 
 Test-only fault switch (read by `for_node`, never set it on a real node):
-`CORELEDGER_TEST_CORRUPT_CHUNKS=1` makes this node serve every snapshot chunk with one
-byte flipped, so a network test can check that a joining node detects it (RETRY, rejects
-this sender) and still restores from the others. `CORELEDGER_TEST_SNAPSHOT_CHUNK_LIMIT=N`
-cuts chunks at N bytes instead of 4 MiB (to get many chunks from a small test state);
-every server of one network must use the same value, or their snapshots differ.
+`CORELEDGER_TEST_CORRUPT_CHUNKS=1` (or `=DIR`: only the node whose store is DIR, so one
+variable set for a whole test network picks one node) makes this node serve every
+snapshot chunk with one byte flipped, so a network test can check that a joining node
+detects it (RETRY, rejects this sender) and still restores from the others.
+`CORELEDGER_TEST_SNAPSHOT_CHUNK_LIMIT=N` cuts chunks at N bytes instead of 4 MiB (to get
+many chunks from a small test state); every server of one network must use the same
+value, or their snapshots differ.
 """
 
 from __future__ import annotations
@@ -88,7 +90,12 @@ class StateSync:
         cls, executor: Executor, reopen: Callable[[], Executor], *, log: Log = _no_log
     ) -> StateSync:
         """As the node runs it: defaults, plus the test-only switches of the environment."""
-        corrupt = os.environ.get(CORRUPT_CHUNKS_ENV, "") == "1"
+        target = os.environ.get(CORRUPT_CHUNKS_ENV, "")
+        store = executor.store
+        corrupt = target == "1" or bool(
+            target and store is not None
+            and os.path.realpath(target) == os.path.realpath(store.directory)
+        )
         limit_text = os.environ.get(CHUNK_LIMIT_ENV, "")
         limit = int(limit_text) if limit_text.isdigit() else DEFAULT_CHUNK_LIMIT
         if corrupt:

@@ -131,6 +131,12 @@ def test_for_node_reads_the_test_switches(tmp_path: Path, monkeypatch: pytest.Mo
     assert not sync.corrupt_chunks and sync.chunk_limit == 4 * 1024 * 1024
     sync.close()
     sync.executor.close()
+    for value, corrupt in ((directory, True), (str(tmp_path / "other"), False)):
+        monkeypatch.setenv(CORRUPT_CHUNKS_ENV, value)  # one node of a network, by its store
+        sync = StateSync.for_node(Executor.open(directory), lambda: Executor.open(directory))
+        assert sync.corrupt_chunks is corrupt
+        sync.close()
+        sync.executor.close()
 
 
 def test_background_driver_builds_snapshots_between_requests(tmp_path: Path) -> None:
