@@ -1,0 +1,81 @@
+"""`coreledger node --db DIR --abci ADDR [--checkpoint-interval N] [--keep K]
+[--metrics HOST:PORT]`: serve the ABCI application until SIGTERM or SIGINT (exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from block_exec.abci.app import Application
+from block_exec.abci.ledger import Ledger
+from block_exec.abci.metrics import Metrics
+from block_exec.abci.server import AbciServer, AddressError, parse_address
+from block_exec.executor import Executor
+
+log = logging.getLogger("coreledger.node")
+
+
+class NodeFailed(Exception):
+    """The node cannot start (bad address, store that does not open): exit status 1."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="DIR", required=True, help="the node's store")
+    parser.add_argument("--abci", metavar="ADDR", default="tcp://127.0.0.1:26658",
+                        help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:26658)")
+    parser.add_argument("--checkpoint-interval", metavar="N", type=int, default=None,
+                        help="checkpoint every N blocks (fixed when the store is made)")
+    parser.add_argument("--keep", metavar="K", type=int, default=10,
+                        help="checkpoints kept (default 10)")
+    parser.add_argument("--chain-id", metavar="ID",
+                        help="the chain id, for a store that does not record it (it must "
+                        "match InitChain's)")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve Prometheus metrics over HTTP there")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise NodeFailed(f"bad --metrics address {text!r}: want HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        address = parse_address(args.abci)
+    except AddressError as exc:
+        raise NodeFailed(str(exc)) from None
+    metrics_at = None if args.metrics is None else _host_port(args.metrics)
+    # the store's errors (corrupt, locked) reach the CLI as one line
+    with Executor.open(args.db, checkpoint_interval=args.checkpoint_interval,
+                       keep=args.keep) as executor:
+        metrics = Metrics() if metrics_at is not None else None
+        if metrics is not None and metrics_at is not None:
+            metrics.height.set(executor.height)
+            metrics.serve(*metrics_at)
+        stored = getattr(executor, "chain_id", None)
+        if args.chain_id is not None and stored is not None and stored != args.chain_id:
+            raise NodeFailed(f"--chain-id {args.chain_id!r}: the store is of chain {stored!r}")
+        app = Application(Ledger(executor), metrics, args.chain_id)
+        log.info("store %s at height %d, root %s", args.db, executor.height,
+                 executor.state_root.hex())
+        asyncio.run(_serve(AbciServer(address, app.handle)))
+    log.info("stopped")
+    return 0
+
+
+async def _serve(server: AbciServer) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stop)
+    await server.start()
+    where = server.address.path if server.address.scheme == "unix" else (
+        f"{server.address.host}:{server.port}")
+    log.info("serving ABCI on %s", where)
+    await server.serve()
