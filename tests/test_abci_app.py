@@ -305,3 +305,52 @@ def test_server_answers_in_order_and_survives_bad_input(
     assert len(warnings) == 5 and all("\n" not in w for w in warnings)
     # the store survived: still a working application
     assert finalize(app, 1, [buy(0)]).tx_results[0].code == 0
+
+
+def test_node_process_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    """The real `coreledger node` on a unix socket: Info answered, garbage survived,
+    SIGTERM -> exit status 0 with the store intact."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    sock = tmp_path / "abci.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "block_exec.cli", "node", "--db", str(tmp_path / "db"),
+         "--abci", f"unix://{sock}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "node did not start"
+            time.sleep(0.05)
+
+        def exchange(data: bytes) -> list[abci.Response]:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(sock))
+                client.sendall(data)
+                client.shutdown(socket.SHUT_WR)
+                received = b""
+                while chunk := client.recv(65536):
+                    received += chunk
+            out = []
+            for frame in FrameDecoder().feed(received):
+                response = abci.Response()
+                response.ParseFromString(frame)
+                out.append(response)
+            return out
+
+        assert exchange(b"\xff" * 16) == []  # garbage: that connection is closed
+        got = exchange(_frame(abci.Request(info=abci.RequestInfo()))
+                       + _frame(abci.Request(flush=abci.RequestFlush())))
+        assert [r.WhichOneof("value") for r in got] == ["info", "flush"]
+        assert got[0].info.last_block_height == 0
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert b"bad frame" in err and b"Traceback" not in err

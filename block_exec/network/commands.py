@@ -107,8 +107,15 @@ def _testnet(args: argparse.Namespace) -> dict[str, Any]:
 # -- send ------------------------------------------------------------------------------------
 
 
-def parse_tx_json(text: str) -> Any:
-    """One block-file tx from its JSON text (strict, as in a block file)."""
+def parse_tx_json(text: str, signer: str) -> Any:
+    """One block-file tx from its JSON text (strict, as in a block file). Without a
+    "user", the user is the signer (not for a deposit: its user is whom the bridge pays)."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict) and "user" not in obj and obj.get("op") != "deposit":
+        text = text.strip()[:-1] + ("," if obj else "") + json.dumps({"user": signer})[1:]
     return decode_json_block('{"height":1,"time":0,"txs":[' + text + "]}", "tx").txs[0]
 
 
@@ -122,7 +129,7 @@ def _nonce(rpc: CometRpc, address: str) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     key, address = read_key(args.key)
-    tx = parse_tx_json(args.tx)
+    tx = parse_tx_json(args.tx, address)
     rpc = CometRpc(args.node)
     chain_id = rpc.status()["node_info"]["network"]
     raw = sign_tx(key, chain_id, _nonce(rpc, address), tx)

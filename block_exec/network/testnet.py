@@ -243,10 +243,11 @@ def _selected(manifest: dict[str, Any], node: int | None) -> list[dict[str, Any]
     return [nodes[node]]
 
 
-def start(directory: str, node: int | None = None) -> dict[str, Any]:
-    """Start a supervisor per node (each starts its app, then its CometBFT)."""
+def start(directory: str, node: int | None = None, wait: float = 90.0) -> dict[str, Any]:
+    """Start a supervisor per node (each starts its app, then its CometBFT), then wait up
+    to `wait` seconds for every started node to answer on RPC; return `status`."""
     manifest = load(directory)
-    started = []
+    started: list[int] = []
     for entry in _selected(manifest, node):
         home = Path(entry["home"])
         if alive(_pid(home / "supervisor.pid")):
@@ -259,7 +260,21 @@ def start(directory: str, node: int | None = None) -> dict[str, Any]:
             )
         (home / "supervisor.pid").write_text(f"{process.pid}\n")
         started.append(entry["index"])
-    return {"started": started}
+    deadline = time.monotonic() + wait
+    for index in started:
+        rpc = CometRpc(manifest["nodes"][index]["rpc"], timeout=2)
+        while True:
+            try:
+                rpc.status()
+                break
+            except RpcError:
+                if time.monotonic() > deadline:
+                    raise TestnetError(
+                        f"node {index} did not start: see {manifest['nodes'][index]['home']}"
+                        "/supervisor.log, app.log, cometbft.log"
+                    ) from None
+                time.sleep(0.2)
+    return {"started": started, **status(directory)}
 
 
 def stop(directory: str, node: int | None = None, timeout: float = 20.0) -> dict[str, Any]:
