@@ -6,16 +6,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from block_exec.abci.app import Application
-from block_exec.abci.ledger import Ledger
-from block_exec.abci.metrics import Metrics
-from block_exec.abci.server import AbciServer, AddressError, parse_address
-from block_exec.executor import Executor
+if TYPE_CHECKING:  # the server's modules (protobuf, prometheus) load only to serve
+    from block_exec.abci.server import AbciServer
 
 log = logging.getLogger("coreledger.node")
+
+NEW_STORE_INTERVAL = 1
+"""The checkpoint interval of a store `node` creates. Until a block's TxAuth is stored
+with it, recovery replays logged blocks as unsigned block-file blocks (no nonces, no
+authorization), so a restart must find a checkpoint at its last block."""
 
 
 class NodeFailed(Exception):
@@ -27,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--abci", metavar="ADDR", default="tcp://127.0.0.1:26658",
                         help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:26658)")
     parser.add_argument("--checkpoint-interval", metavar="N", type=int, default=None,
-                        help="checkpoint every N blocks (fixed when the store is made)")
+                        help="checkpoint every N blocks (fixed when the store is made; "
+                        "default 1 for a new store: a block's signers are not stored with "
+                        "it yet, so a restart must not need to replay blocks)")
     parser.add_argument("--keep", metavar="K", type=int, default=10,
                         help="checkpoints kept (default 10)")
     parser.add_argument("--chain-id", metavar="ID",
@@ -45,6 +51,12 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    from block_exec.abci.app import Application
+    from block_exec.abci.ledger import Ledger
+    from block_exec.abci.metrics import Metrics
+    from block_exec.abci.server import AbciServer, AddressError, parse_address
+    from block_exec.executor import Executor
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -53,7 +65,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         raise NodeFailed(str(exc)) from None
     metrics_at = None if args.metrics is None else _host_port(args.metrics)
     # the store's errors (corrupt, locked) reach the CLI as one line
-    with Executor.open(args.db, checkpoint_interval=args.checkpoint_interval,
+    interval = args.checkpoint_interval
+    if interval is None and not os.path.exists(args.db):
+        interval = NEW_STORE_INTERVAL
+    with Executor.open(args.db, checkpoint_interval=interval,
                        keep=args.keep) as executor:
         metrics = Metrics() if metrics_at is not None else None
         if metrics is not None and metrics_at is not None:

@@ -11,10 +11,11 @@ from typing import Any
 
 import orjson
 
-from block_exec.commands import _decoded_value, state_json
 from block_exec.errors import BlockError
 from block_exec.executor import Executor
-from state_machine import CoreError, describe_key, namespace_of, normalize_address
+from block_exec.views.entries import entry_name, entry_value
+from block_exec.views.state import state_json
+from state_machine import CoreError, namespace_of, normalize_address
 from state_machine.entries import balance_key, nonce_key, order_key
 
 MAX_ASSET = 2**32 - 1
@@ -103,11 +104,11 @@ def _prove(executor: Executor, obj: dict[str, Any]) -> Any:
     return {
         "height": executor.height,
         "root": root.hex(),
-        "key": describe_key(key),
+        "key": entry_name(key),
         "key_hex": key.hex(),
         "namespace_hex": namespace.hex(),
         "value_hex": None if value is None else value.hex(),
-        "value": None if value is None else _decoded_value(value),
+        "value": entry_value(key, value),
         "included": value is not None,
         "proof_hex": proof.to_bytes().hex(),
     }

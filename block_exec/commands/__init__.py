@@ -12,6 +12,7 @@ import argparse
 
 from block_exec.commands import bench, diff, history, prove, run, state, verify, verify_proof
 from block_exec.commands.base import Command, CommandFailed, UsageProblem, one_line
+from block_exec.network.commands import NODE, SEND, TESTNET
 from merkle import MerkleError
 from state_machine.errors import CoreledgerError
 
@@ -24,6 +25,9 @@ COMMANDS: tuple[Command, ...] = (
     verify_proof.COMMAND,
     diff.COMMAND,
     bench.COMMAND,
+    NODE,
+    TESTNET,
+    SEND,
 )
 
 _BY_NAME = {command.name: command for command in COMMANDS}

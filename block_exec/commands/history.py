@@ -12,10 +12,12 @@ from block_exec.commands.base import (
     positive,
     print_json,
 )
+from block_exec.network.commands import add_node_option, remote, wants_node
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="DIR", required=True)
+    parser.add_argument("--db", metavar="DIR")
+    add_node_option(parser)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="U")
     who.add_argument("--order", metavar="ID")
@@ -24,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if wants_node(args):
+        return remote(args)
     with open_store(args.db) as store:
         if args.user is not None:
             page = store.user_history(parse_user(args.user), args.limit, args.after)

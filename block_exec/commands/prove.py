@@ -16,6 +16,7 @@ from block_exec.commands.base import (
     parse_user,
     print_json,
 )
+from block_exec.network.commands import add_node_option, remote, wants_node
 from block_exec.views.entries import entry_name, entry_value
 from state_machine import namespace_of
 from state_machine.entries import balance_key, order_key
@@ -24,7 +25,8 @@ from store.roots import commitment_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="DIR", required=True)
+    parser.add_argument("--db", metavar="DIR")
+    add_node_option(parser)
     parser.add_argument("--user", metavar="U")
     parser.add_argument("--asset", metavar="A", type=nonnegative)
     parser.add_argument("--order", metavar="ID")
@@ -53,6 +55,8 @@ def check_usage(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if wants_node(args):
+        return remote(args)
     check_usage(args)
     with open_store(args.db) as store:
         key = _key(args, store)

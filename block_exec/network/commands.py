@@ -12,7 +12,15 @@ from typing import Any
 
 import orjson
 
-from block_exec.abci.results import CODES
+from block_exec.abci.node import NodeFailed, add_arguments, cmd_node
+from block_exec.commands.base import (
+    Command,
+    CommandFailed,
+    UsageProblem,
+    nonnegative,
+    one_line,
+    positive,
+)
 from block_exec.decode import decode_json_block
 from block_exec.errors import BlockError
 from block_exec.network import testnet
@@ -20,20 +28,13 @@ from block_exec.network.keys import KeyFileError, read_key
 from block_exec.network.rpc import DEFAULT_NODE, CometRpc, RpcError
 from block_exec.signed import sign_tx
 
-AddParser = Callable[[str, str], argparse.ArgumentParser]
-
-EPILOGS = {
-    "node": "example: coreledger node --db ./node0/app --abci tcp://127.0.0.1:26658",
-    "testnet": "example: coreledger testnet init --validators 4 --dir ./net && "
-    "coreledger testnet start ./net",
-    "send": "example: coreledger send --key ./net/keys/user00.json --node "
-    "http://127.0.0.1:26601 '{\"op\":\"withdraw\",\"user\":\"0x...\",\"asset\":0,"
-    "\"amount\":5}' --wait",
+EXAMPLES = {
+    "node": "coreledger node --db ./net/node0/app --abci tcp://127.0.0.1:26602",
+    "testnet": "coreledger testnet init --validators 4 --dir ./net",
+    "send": "coreledger send --key ./net/keys/user00.json --node http://127.0.0.1:26601 "
+    "'{\"op\":\"withdraw\",\"asset\":0,\"amount\":5}' --wait",
 }
-
-
-class NetworkCommandFailed(Exception):
-    """Exit status 1, with this one-line message."""
+EXPECTED = (testnet.TestnetError, RpcError, KeyFileError, BlockError, NodeFailed)
 
 
 def _print(obj: Any) -> None:
@@ -41,67 +42,55 @@ def _print(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """Register `node`, `testnet` and `send` on the `coreledger` subparsers."""
-    from block_exec.abci.node import add_arguments
+def _guarded(handle: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`handle` with this package's expected failures turned into CommandFailed."""
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(
-            name, help=help_text, description=help_text, epilog=EPILOGS[name])
-        return parser
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handle(args)
+        except EXPECTED as exc:
+            raise CommandFailed(one_line(exc)) from None
 
-    add_arguments(command("node", "serve the ABCI application for CometBFT v0.38"))
-    net = command("testnet", "a local network of validators on 127.0.0.1")
-    actions = net.add_subparsers(dest="action", metavar="ACTION", parser_class=parser_class)
+    return run
+
+
+def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION",
+                                    parser_class=type(parser))
     actions.required = True
     init = actions.add_parser("init", help="create CometBFT homes, genesis and key files")
-    init.add_argument("--validators", metavar="N", type=int, default=4)
+    init.add_argument("--validators", metavar="N", type=positive, default=4)
     init.add_argument("--dir", metavar="DIR", required=True)
-    init.add_argument("--base-port", metavar="P", type=int, default=testnet.DEFAULT_BASE_PORT)
-    for action, help_text in (("start", "start every node (app + CometBFT)"),
+    init.add_argument("--base-port", metavar="P", type=positive,
+                      default=testnet.DEFAULT_BASE_PORT)
+    for action, help_text in (("start", "start every node (app + CometBFT), wait for them"),
                               ("stop", "stop every node, by its recorded pids"),
                               ("status", "processes, heights and app hashes, as JSON")):
         item = actions.add_parser(action, help=help_text)
         item.add_argument("dir", metavar="DIR")
         if action != "status":
-            item.add_argument("--node", metavar="I", type=int, help="only node I")
-    send = command("send", "sign a tx with a key file and broadcast it; print the answer")
-    send.add_argument("--key", metavar="FILE", required=True)
-    send.add_argument("--node", metavar="URL", default=DEFAULT_NODE)
-    send.add_argument("--wait", action="store_true", help="wait for the block; print the receipt")
-    send.add_argument("tx", metavar="TX-JSON")
+            item.add_argument("--node", metavar="I", type=nonnegative, help="only node I")
 
 
-def dispatch(args: argparse.Namespace) -> int | None:
-    """Run a network command; None when `args` is not one (the caller goes on)."""
-    try:
-        if args.command == "node":
-            from block_exec.abci.node import NodeFailed, cmd_node
-
-            try:
-                return cmd_node(args)
-            except NodeFailed as exc:
-                raise NetworkCommandFailed(str(exc)) from None
-        if args.command == "testnet":
-            _print(_testnet(args))
-            return 0
-        if args.command == "send":
-            return cmd_send(args)
-        if args.command in ("state", "history", "prove") and getattr(args, "node", None):
-            return cmd_remote(args)
-    except (testnet.TestnetError, RpcError, KeyFileError, BlockError) as exc:
-        raise NetworkCommandFailed(" ".join(str(exc).split())) from None
-    return None
-
-
-def _testnet(args: argparse.Namespace) -> dict[str, Any]:
+def _testnet(args: argparse.Namespace) -> int:
     if args.action == "init":
-        return testnet.init(args.dir, args.validators, args.base_port)
-    if args.action == "start":
-        return testnet.start(args.dir, args.node)
-    if args.action == "stop":
-        return testnet.stop(args.dir, args.node)
-    return testnet.status(args.dir)
+        _print(testnet.init(args.dir, args.validators, args.base_port))
+    elif args.action == "start":
+        _print(testnet.start(args.dir, args.node))
+    elif args.action == "stop":
+        _print(testnet.stop(args.dir, args.node))
+    else:
+        _print(testnet.status(args.dir))
+    return 0
+
+
+def _send_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", metavar="FILE", required=True)
+    parser.add_argument("--node", metavar="URL", default=DEFAULT_NODE)
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for the block; print the receipt")
+    parser.add_argument("tx", metavar="TX-JSON",
+                        help='a block-file tx; without "user" the key\'s address is used')
 
 
 # -- send ------------------------------------------------------------------------------------
@@ -156,6 +145,19 @@ def cmd_send(args: argparse.Namespace) -> int:
 # -- state / history / prove through abci_query ----------------------------------------------
 
 
+def add_node_option(parser: argparse.ArgumentParser) -> None:
+    """`--node URL` for a read command whose `--db` then becomes optional."""
+    parser.add_argument("--node", metavar="URL",
+                        help="ask a running node through CometBFT's RPC instead of --db")
+
+
+def wants_node(args: argparse.Namespace) -> bool:
+    """True when the command asks a node; a usage error without --db or --node, or both."""
+    if (args.db is None) == (getattr(args, "node", None) is None):
+        raise UsageProblem("give either --db DIR or --node URL")
+    return args.node is not None
+
+
 def _remote_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if args.command == "state":
         data: dict[str, Any] = {}
@@ -182,13 +184,21 @@ def _int(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def cmd_remote(args: argparse.Namespace) -> int:
+def _remote(args: argparse.Namespace) -> int:
     path, data = _remote_request(args)
     answer = CometRpc(args.node).abci_query(path, data)
     if answer.get("code"):
-        raise NetworkCommandFailed(f"{path}: {answer.get('log')}")
+        raise CommandFailed(f"{path}: {answer.get('log')}")
     sys.stdout.write(answer["value"].decode() + "\n")
     return 0
 
 
-__all__ = ["CODES", "NetworkCommandFailed", "add_commands", "dispatch"]
+remote = _guarded(_remote)
+"""Run `state`, `history` or `prove` against `--node` (same JSON as with `--db`)."""
+
+NODE = Command("node", "serve the ABCI application for CometBFT v0.38", EXAMPLES["node"],
+               add_arguments, _guarded(cmd_node))
+TESTNET = Command("testnet", "a local network of validators on 127.0.0.1",
+                  EXAMPLES["testnet"], _testnet_arguments, _guarded(_testnet))
+SEND = Command("send", "sign a tx with a key file and broadcast it; print the answer",
+               EXAMPLES["send"], _send_arguments, _guarded(cmd_send))
