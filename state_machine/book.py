@@ -44,6 +44,29 @@ class OrderBook:
     def is_empty(self) -> bool:
         return not self.bids and not self.asks
 
+    def orders(self) -> list[Order]:
+        """Every resting order of the book, bids then asks, each side by price, FIFO within
+        a level (for tests and audits; O(orders))."""
+        return [
+            order
+            for levels in (self.bids, self.asks)
+            for level in levels.values()
+            for order in level.values()
+        ]
+
+    def _check(self) -> None:
+        """Assert the book's invariants (for tests; O(orders)): no empty level, each order at
+        its own level and side, FIFO = id order, and not crossed (spec/state.md I1)."""
+        for side, levels in ((Side.BUY, self.bids), (Side.SELL, self.asks)):
+            for price, level in levels.items():
+                assert level, "empty level"
+                assert list(level) == sorted(level), "FIFO is id order"
+                for order_id, order in level.items():
+                    assert order.order_id == order_id and order.size >= 1
+                    assert (order.asset, order.side, order.price) == (self.asset, side, price)
+        best_bid, best_ask = self.best_bid(), self.best_ask()
+        assert best_bid is None or best_ask is None or best_bid < best_ask, "I1 crossed"
+
     def depth(self, side: Side, limit: int | None = None) -> list[L2Level]:
         """L2 snapshot of one side, best price first: (price, total size, order count)."""
         levels = self.bids if side == Side.BUY else self.asks

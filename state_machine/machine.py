@@ -1,9 +1,10 @@
 """`CoreStateMachine`: every book, the balances and the order-id counter, and the operations.
 
 The rules are those of the contract (Domain) and `spec/state.md`; each public operation
-either rejects with a code and changes nothing, or applies completely. Arguments are
-assumed well-formed by the block layer; out-of-domain values raise `InvalidArgument`
-(a caller bug), never a rejection.
+either rejects with a code and changes nothing, or applies completely. Arguments outside
+their domain (spec/state.md section 1: a number that is not an `int`, a side or tif that
+is not the enum member, a non-canonical address, a value out of range) raise
+`InvalidArgument` (a caller bug) and change nothing; they are never a rejection.
 
 Funds of an incoming order move once up front: a buy limit takes price*size of quote
 out of `available`, a sell (limit or market) takes size of base. Each fill then settles at
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from state_machine.balances import Balances
 from state_machine.book import OrderBook
@@ -43,6 +45,7 @@ from state_machine.types import (
 
 BUY = Side.BUY
 SELL = Side.SELL
+GTC = Tif.GTC
 IOC = Tif.IOC
 ALO = Tif.ALO
 USER_CANCEL = CancelReason.USER
@@ -61,14 +64,86 @@ class StateChanges:
     nonces: list[Address] = field(default_factory=list)  # addresses whose nonce changed
 
 
-def _check_amount(name: str, value: int) -> None:
-    if not 1 <= value <= MAX_AMOUNT:
-        raise InvalidArgument(f"{name} {value} out of range [1, 2^64-1]")
+# -- argument checks (spec/state.md section 1) -----------------------------------------
+# A public operation checks its arguments once, with a combined test that costs a few
+# comparisons when they are fine; only a failing test calls the helpers below, which name
+# the bad argument. A number must be an `int` itself (not a bool, an IntEnum or a float),
+# a side a `Side`, a tif a `Tif`, a user a canonical address: the core refuses any other
+# spelling rather than normalising it, so one user is one string and one account.
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+# Addresses already checked canonical; bounded, and only a speed-up: whether an address is
+# in it never changes a result.
+_KNOWN_USERS: dict[str, None] = {}
+_KNOWN_USERS_MAX = 1 << 16
 
 
-def _check_book_asset(asset: int) -> None:
-    if not 1 <= asset <= MAX_ASSET:
-        raise InvalidArgument(f"asset {asset} has no book: want [1, 2^32-1]")
+def _check_user(user: object) -> None:
+    """Raise InvalidArgument unless `user` is a canonical address: "0x" + 40 lower-case hex.
+
+    O(1) for an address seen before (a bounded cache), O(42) otherwise.
+    """
+    if type(user) is str and user in _KNOWN_USERS:
+        return
+    if not (
+        type(user) is str
+        and len(user) == 42
+        and user.startswith("0x")
+        and _HEX_DIGITS.issuperset(user[2:])
+    ):
+        raise InvalidArgument(
+            f"user {user!r} is not a canonical address: want 0x + 40 lower-case hex digits"
+            " (see normalize_address)"
+        )
+    if len(_KNOWN_USERS) >= _KNOWN_USERS_MAX:
+        _KNOWN_USERS.clear()
+    _KNOWN_USERS[user] = None
+
+
+def _check_number(name: str, value: object, low: int, high: int, domain: str) -> None:
+    if type(value) is not int:
+        raise InvalidArgument(f"{name} {value!r} is a {type(value).__name__}, not an int")
+    if not low <= value <= high:
+        raise InvalidArgument(f"{name} {value} out of range {domain}")
+
+
+def _check_amount(name: str, value: object) -> None:
+    _check_number(name, value, 1, MAX_AMOUNT, "[1, 2^64-1]")
+
+
+def _check_asset(value: object) -> None:
+    _check_number("asset", value, 0, MAX_ASSET, "[0, 2^32-1]")
+
+
+def _check_book_asset(value: object) -> None:
+    _check_number("asset", value, 1, MAX_ASSET, "[1, 2^32-1] (a book asset)")
+
+
+def _check_side(side: object) -> None:
+    if type(side) is not Side:
+        raise InvalidArgument(f"side {side!r} is not a Side")
+
+
+def _check_tif(tif: object) -> None:
+    if type(tif) is not Tif:
+        raise InvalidArgument(f"tif {tif!r} is not a Tif")
+
+
+_NO_PRICE = object()  # a market order's price argument to `_refuse_order`
+
+
+def _refuse_order(
+    user: object, asset: object, side: object, price: object, size: object, tif: object
+) -> NoReturn:
+    """Name the first bad argument of an order (the fast combined check failed)."""
+    _check_user(user)
+    _check_book_asset(asset)
+    _check_side(side)
+    if price is not _NO_PRICE:
+        _check_amount("price", price)
+    _check_amount("size", size)
+    _check_tif(tif)
+    raise AssertionError("unreachable: the fast check failed on a valid order")
 
 
 class CoreStateMachine:
@@ -108,11 +183,43 @@ class CoreStateMachine:
         self.dirty_orders = {}
         return changes
 
+    def _check(self) -> None:
+        """Assert every invariant of spec/state.md section 3 (for tests; O(state)).
+
+        I1 no crossed book, I2 locks = what resting orders hold, I4 supply bounds, I5 ids
+        below `next_order_id`; and the layout's own: each book consistent (`OrderBook._check`),
+        the order index holding exactly the resting orders, every account's user canonical.
+        """
+        indexed = 0
+        for asset, book in self.books.items():
+            book._check()
+            assert book.asset == asset
+            for order in book.orders():
+                assert self.orders.get(order.order_id) is order, "book order not indexed"
+                assert 0 < order.order_id < self.next_order_id, "I5"
+                indexed += 1
+        assert indexed == len(self.orders), "the index holds only resting orders"
+        held: dict[tuple[Address, int], int] = {}
+        for order in self.orders.values():
+            if order.side is BUY:
+                key, amount = (order.user, QUOTE_ASSET), order.price * order.size
+            else:
+                key, amount = (order.user, order.asset), order.size
+            held[key] = held.get(key, 0) + amount
+        supply: dict[int, int] = {}
+        for (user, asset), (available, locked) in self.balances.accounts.items():
+            _check_user(user)
+            assert available >= 0 and locked == held.pop((user, asset), 0), "I2"
+            supply[asset] = supply.get(asset, 0) + available + locked
+        assert not held, "I2: orders hold funds of an account that does not exist"
+        for asset, total in supply.items():
+            assert total == self.balances.supply.get(asset, 0) <= MAX_BALANCE, "I4"
+
     # -- transfers ---------------------------------------------------------------------
 
     def deposit(self, user: Address, asset: int, amount: int) -> OpResult:
-        if not 0 <= asset <= MAX_ASSET:
-            raise InvalidArgument(f"asset {asset} out of range [0, 2^32-1]")
+        _check_user(user)
+        _check_asset(asset)
         _check_amount("amount", amount)
         supply = self.balances.supply.get(asset, 0) + amount
         if supply > MAX_BALANCE:
@@ -123,8 +230,8 @@ class CoreStateMachine:
         return OpResult(True)
 
     def withdraw(self, user: Address, asset: int, amount: int) -> OpResult:
-        if not 0 <= asset <= MAX_ASSET:
-            raise InvalidArgument(f"asset {asset} out of range [0, 2^32-1]")
+        _check_user(user)
+        _check_asset(asset)
         _check_amount("amount", amount)
         if self.balances.available(user, asset) < amount:
             return OpResult(False, INSUFFICIENT_BALANCE)
@@ -142,21 +249,39 @@ class CoreStateMachine:
         The hot path of the whole engine (a resting insert is most of a busy venue's flow),
         so helpers are inlined and attribute lookups hoisted; `bench` measures it.
         """
-        if not (0 < asset <= MAX_ASSET and 0 < price <= MAX_AMOUNT and 0 < size <= MAX_AMOUNT):
-            _check_book_asset(asset)
-            _check_amount("price", price)
-            _check_amount("size", size)
-        balances = self.balances
-        book = self.books.get(asset)
-        is_buy = side == BUY
+        # Argument checks, once: `type(x) is int` refuses bools, enums and floats; side and
+        # tif must be the enum members themselves. The user is checked through its account:
+        # every account key holds a canonical address (deposit checks it), so a user with
+        # funds is canonical, and only the path that finds no funds checks it in full.
+        if not (
+            type(asset) is int
+            and type(price) is int
+            and type(size) is int
+            and 0 < asset <= MAX_ASSET
+            and 0 < price <= MAX_AMOUNT
+            and 0 < size <= MAX_AMOUNT
+            and (tif is GTC or tif is IOC or tif is ALO)
+        ):
+            _refuse_order(user, asset, side, price, size, tif)
+        is_buy = side is BUY
         if is_buy:
             funds_key = (user, QUOTE_ASSET)
             held = price * size
-        else:
+        elif side is SELL:
             funds_key = (user, asset)
             held = size
-        funds = balances.accounts.get(funds_key)
+        else:
+            _check_side(side)
+            raise AssertionError("unreachable")
+        balances = self.balances
+        book = self.books.get(asset)
+        try:
+            funds = balances.accounts.get(funds_key)
+        except TypeError:  # an unhashable user
+            funds = None
         if funds is None or funds[0] < held:
+            if funds is None:
+                _check_user(user)
             return OpResult(False, INSUFFICIENT_BALANCE)
         crosses = False
         if book is not None:
@@ -166,7 +291,7 @@ class CoreStateMachine:
             else:
                 bids = book.bids
                 crosses = bool(bids) and bids.keys()[-1] >= price
-            if crosses and tif == ALO:
+            if crosses and tif is ALO:
                 return OpResult(False, WOULD_CROSS)
 
         order_id = self.next_order_id
@@ -187,7 +312,7 @@ class CoreStateMachine:
                 return result
 
         held = price * remaining if is_buy else remaining
-        if tif == IOC:
+        if tif is IOC:
             funds[0] += held
             result.cancellations.append(
                 Cancellation(order_id, user, asset, side, price, remaining, CancelReason.IOC)
@@ -215,11 +340,18 @@ class CoreStateMachine:
         cannot pay for one unit at the current price (before expiring any of its own orders
         there); it is rejected when it cannot pay for one unit at the best ask on arrival.
         """
-        _check_book_asset(asset)
-        _check_amount("size", size)
+        if not (
+            type(asset) is int
+            and type(size) is int
+            and 0 < asset <= MAX_ASSET
+            and 0 < size <= MAX_AMOUNT
+            and (side is BUY or side is SELL)
+        ):
+            _refuse_order(user, asset, side, _NO_PRICE, size, GTC)
+        _check_user(user)
         balances = self.balances
         book = self.books.get(asset)
-        if side == BUY:
+        if side is BUY:
             budget = balances.available(user, QUOTE_ASSET)
             if book is not None and book.asks and budget < book.asks.peekitem(0)[0]:
                 return OpResult(False, INSUFFICIENT_BALANCE)
@@ -230,7 +362,7 @@ class CoreStateMachine:
         self.next_order_id = order_id + 1
         result = OpResult(True, order_id=order_id)
         remaining = size
-        if side == BUY:
+        if side is BUY:
             if book is not None and book.asks:
                 remaining = self._take_asks(book, user, order_id, MAX_AMOUNT, size, budget, result)
         else:
@@ -247,13 +379,23 @@ class CoreStateMachine:
 
     def cancel(self, user: Address, asset: int, order_id: int) -> OpResult:
         """Cancel a resting order of `user` (inlined: a busy venue's most frequent tx)."""
-        if not (0 < asset <= MAX_ASSET and 0 < order_id <= MAX_AMOUNT):
+        # Checked once; the user through the order: a resting order's user is canonical,
+        # so only the rejection paths check it in full.
+        if not (
+            type(asset) is int
+            and type(order_id) is int
+            and 0 < asset <= MAX_ASSET
+            and 0 < order_id <= MAX_AMOUNT
+        ):
+            _check_user(user)
             _check_book_asset(asset)
             _check_amount("order_id", order_id)
         order = self.orders.get(order_id)
         if order is None or order.asset != asset:
+            _check_user(user)
             return OpResult(False, UNKNOWN_ORDER)
         if order.user != user:
+            _check_user(user)
             return OpResult(False, NOT_OWNER)
         price = order.price
         size = order.size

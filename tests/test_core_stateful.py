@@ -247,6 +247,7 @@ class CoreMachineTest(RuleBasedStateMachine):
     @invariant()
     def books_agree_and_are_sane(self) -> None:
         m = self.machine
+        m._check()
         indexed = 0
         for asset, book in sorted(m.books.items()):
             best_bid, best_ask = book.best_bid(), book.best_ask()
