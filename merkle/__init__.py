@@ -3,8 +3,9 @@
 Imports none of the project's other packages.
 """
 
+from merkle.diff import diff
 from merkle.errors import InvalidEntryError, MerkleError, ProofFormatError
-from merkle.hashing import EMPTY, entry_hash, key_hash, leaf_hash, node_hash
+from merkle.hashing import EMPTY
 from merkle.namespaced import (
     NamespacedCommitment,
     NamespacedProof,
@@ -12,7 +13,7 @@ from merkle.namespaced import (
     verify_namespaced,
 )
 from merkle.proof import Proof, ProofKind, verify
-from merkle.tree import SparseMerkleTree, diff
+from merkle.tree import SparseMerkleTree
 
 __all__ = [
     "EMPTY",
@@ -26,10 +27,6 @@ __all__ = [
     "SparseMerkleTree",
     "diff",
     "diff_namespaced",
-    "entry_hash",
-    "key_hash",
-    "leaf_hash",
-    "node_hash",
     "verify",
     "verify_namespaced",
 ]

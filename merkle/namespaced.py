@@ -11,10 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from merkle.diff import diff
 from merkle.errors import ProofFormatError
 from merkle.hashing import EMPTY, HASH_SIZE
+from merkle.nodes import as_bytes
 from merkle.proof import Proof, verify
-from merkle.tree import SparseMerkleTree, _as_bytes, diff
+from merkle.tree import SparseMerkleTree
 
 NamespacedChange: TypeAlias = "tuple[bytes, bytes, bytes | None]"
 NamespacedDiffEntry: TypeAlias = "tuple[bytes, bytes, bytes | None, bytes | None]"
@@ -138,9 +140,9 @@ class NamespacedCommitment:
         ):
             changes = [
                 (
-                    n if type(n) is bytes else _as_bytes(n, "namespace"),
-                    k if type(k) is bytes else _as_bytes(k, "key"),
-                    v if v is None or type(v) is bytes else _as_bytes(v, "value"),
+                    n if type(n) is bytes else as_bytes(n, "namespace"),
+                    k if type(k) is bytes else as_bytes(k, "key"),
+                    v if v is None or type(v) is bytes else as_bytes(v, "value"),
                 )
                 for n, k, v in changes
             ]
@@ -217,9 +219,9 @@ class NamespacedCommitment:
 
     def prove(self, namespace: bytes, key: bytes) -> NamespacedProof:
         if type(namespace) is not bytes:
-            namespace = _as_bytes(namespace, "namespace")
+            namespace = as_bytes(namespace, "namespace")
         if type(key) is not bytes:
-            key = _as_bytes(key, "key")
+            key = as_bytes(key, "key")
         self._flush()
         top_proof = self._top.prove(namespace)
         tree = self._trees.get(namespace)

@@ -54,13 +54,20 @@ def ref_leaf(key: bytes, value: bytes) -> bytes:
 
 def ref_subtree(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
     """Hash of the subtree at `depth` holding exactly `entries` (all share the path prefix)."""
+    return ref_node([(ref_h(k), k, v) for k, v in entries], depth)
+
+
+def ref_node(entries: list[tuple[bytes, bytes, bytes]], depth: int) -> bytes:
+    """`ref_subtree` of (path, key, value) triples: each path is hashed once, not per level."""
     if not entries:
         return bytes(32)
     if len(entries) == 1:
-        return ref_leaf(*entries[0])
-    left = [e for e in entries if ref_bit(ref_h(e[0]), depth) == 0]
-    right = [e for e in entries if ref_bit(ref_h(e[0]), depth) == 1]
-    return ref_h(b"\x01" + ref_subtree(left, depth + 1) + ref_subtree(right, depth + 1))
+        return ref_leaf(entries[0][1], entries[0][2])
+    if depth >= 256:
+        raise AssertionError("two keys with the same path")
+    left = [e for e in entries if ref_bit(e[0], depth) == 0]
+    right = [e for e in entries if ref_bit(e[0], depth) == 1]
+    return ref_h(b"\x01" + ref_node(left, depth + 1) + ref_node(right, depth + 1))
 
 
 def ref_root(m: dict[bytes, bytes]) -> bytes:
@@ -74,21 +81,21 @@ def ref_namespaced_root(m: dict[bytes, dict[bytes, bytes]]) -> bytes:
 def ref_prove(m: dict[bytes, bytes], key: bytes) -> bytes:
     """The canonical proof bytes for `key`, built level by level from the definition."""
     kh = ref_h(key)
-    entries = sorted(m.items())
+    entries = [(ref_h(k), k, v) for k, v in sorted(m.items())]
     siblings: list[bytes] = []
     depth = 0
     while len(entries) > 1:
-        mine = [e for e in entries if ref_bit(ref_h(e[0]), depth) == ref_bit(kh, depth)]
-        other = [e for e in entries if ref_bit(ref_h(e[0]), depth) != ref_bit(kh, depth)]
-        siblings.append(ref_subtree(other, depth + 1))
+        mine = [e for e in entries if ref_bit(e[0], depth) == ref_bit(kh, depth)]
+        other = [e for e in entries if ref_bit(e[0], depth) != ref_bit(kh, depth)]
+        siblings.append(ref_node(other, depth + 1))
         entries = mine
         depth += 1
     if not entries:
         kind, tail = 1, b""
-    elif entries[0][0] == key:
+    elif entries[0][1] == key:
         kind, tail = 0, b""
     else:
-        kind, tail = 2, ref_h(entries[0][0]) + ref_h(entries[0][1])
+        kind, tail = 2, entries[0][0] + ref_h(entries[0][2])
     bitmap = bytearray((depth + 7) // 8)
     for i, s in enumerate(siblings):
         if s != bytes(32):
@@ -113,10 +120,79 @@ def ref_diff(
 
 # ------------------------------------------------------------------------- strategies
 
-keys = st.binary(max_size=3)  # small: plenty of repeated keys, updates and deletes
+def order_key(asset: int, order_id: int) -> bytes:
+    """A state key as spec/state.md builds it: 02 asset(u32) order_id(u64)."""
+    return b"\x02" + asset.to_bytes(4, "big") + order_id.to_bytes(8, "big")
+
+
+def balance_key(user: bytes, asset: int) -> bytes:
+    """01 user(20 bytes) asset(u32)."""
+    return b"\x01" + user + asset.to_bytes(4, "big")
+
+
+short_keys = st.binary(max_size=3)  # small: plenty of repeated keys, updates and deletes
+wide_keys = st.one_of(
+    st.binary(min_size=32, max_size=32),  # a full-width key (e.g. a 32-byte hash)
+    st.builds(order_key, st.integers(0, 3), st.integers(0, 2**64 - 1)),
+    st.builds(balance_key, st.binary(min_size=20, max_size=20), st.integers(0, 3)),
+)
+keys = st.one_of(short_keys, wide_keys)
 values = st.binary(max_size=4)
 changes_st = st.lists(st.tuples(keys, st.one_of(st.none(), values)), max_size=60)
 maps = st.dictionaries(keys, values, max_size=40)
+
+
+@st.composite
+def wide_changes(draw: st.DrawFn) -> list[tuple[bytes, bytes | None]]:
+    """Changes over a small pool of full-width keys, so that the same key is inserted,
+    updated and deleted again (independently drawn wide keys almost never repeat)."""
+    pool = draw(st.lists(wide_keys, min_size=1, max_size=30, unique=True))
+    return draw(
+        st.lists(st.tuples(st.sampled_from(pool), st.one_of(st.none(), values)), max_size=80)
+    )
+
+
+def big_keys(style: str, count: int, seed: int) -> list[bytes]:
+    """`count` distinct realistic keys: full-width hashes, order keys or balance keys."""
+    if style == "hash":
+        return [ref_h(seed.to_bytes(8, "big") + i.to_bytes(4, "big")) for i in range(count)]
+    if style == "order":  # consecutive ids in a few books, as the core assigns them
+        return [order_key(i % 3, seed + i) for i in range(count)]
+    users = [ref_h(b"user" + seed.to_bytes(8, "big") + u.to_bytes(4, "big"))[:20]
+             for u in range(count // 4 + 1)]
+    return [balance_key(users[i // 4], i % 4) for i in range(count)]
+
+
+@st.composite
+def big_maps(draw: st.DrawFn) -> dict[bytes, bytes]:
+    """1,000 to 2,500 entries with realistic keys: trees about 20 levels deep at the
+    deepest leaf (built from a drawn seed: hypothesis cannot draw that many bytes)."""
+    count = draw(st.integers(1000, 2500), label="entries")
+    style = draw(st.sampled_from(["hash", "order", "balance"]), label="style")
+    seed = draw(st.integers(0, 2**32), label="seed")
+    return {k: bytes([i % 251]) * (i % 5) for i, k in enumerate(big_keys(style, count, seed))}
+
+
+@st.composite
+def big_batches(
+    draw: st.DrawFn, model: dict[bytes, bytes]
+) -> list[list[tuple[bytes, bytes | None]]]:
+    """Up to 4 batches over `model`: updates and deletes of existing keys, new keys."""
+    existing = sorted(model)
+    batches = []
+    for b in range(draw(st.integers(1, 4), label="batches")):
+        picks = draw(st.lists(st.integers(0, len(existing) - 1), max_size=300), label="picks")
+        deletes = draw(st.lists(st.integers(0, len(existing) - 1), max_size=200), label="dels")
+        new = draw(st.integers(0, 300), label="new")
+        batch: list[tuple[bytes, bytes | None]] = [
+            (existing[i], bytes([b, i % 256])) for i in picks
+        ]
+        batch += [(existing[i], None) for i in deletes]
+        batch += [(ref_h(bytes([b]) + i.to_bytes(4, "big")), b"n") for i in range(new)]
+        batches.append(batch)
+    return batches
+
+
 SETTINGS = settings(max_examples=200, deadline=None)
 
 
@@ -182,6 +258,51 @@ def test_root_after_every_batch(changes: list[tuple[bytes, bytes | None]], cuts:
         assert tree.root() == ref_root(model)
 
 
+@settings(max_examples=100, deadline=None)
+@given(wide_changes(), st.lists(st.integers(min_value=0, max_value=1000), max_size=6), maps)
+def test_wide_key_batches_match_naive_reference(
+    changes: list[tuple[bytes, bytes | None]], cuts: list[int], initial: dict[bytes, bytes]
+) -> None:
+    tree = SparseMerkleTree.from_items(initial)
+    model = dict(initial)
+    for batch in split(changes, cuts):
+        tree.update(batch)
+        ref_apply(model, batch)
+        assert tree.root() == ref_root(model)
+    assert tree.items() == sorted(model.items())
+
+
+BIG = settings(max_examples=12, deadline=None)
+
+
+@BIG
+@given(big_maps(), st.data())
+def test_big_trees_match_naive_reference(model: dict[bytes, bytes], data: st.DataObject) -> None:
+    tree = SparseMerkleTree.from_items(model)
+    assert tree.root() == ref_root(model)
+    # The trees are deep: some leaf sits 14 or more levels down (1,000 random paths share
+    # a 13-bit prefix about 60 times over).
+    assert max(tree.prove(k).depth for k in model) >= 14
+    grown = SparseMerkleTree()
+    grown.update(list(model.items())[:1])  # not empty: the rest goes the incremental way
+    grown.root()
+    grown.update(list(model.items())[1:])
+    assert grown.root() == tree.root()
+    before = tree.copy()
+    start = dict(model)
+    for batch in data.draw(big_batches(model), label="batches"):
+        tree.update(batch)
+        ref_apply(model, batch)
+        assert tree.root() == ref_root(model)
+        assert len(tree) == len(model)
+    assert diff(before, tree) == ref_diff(start, model)
+    for k in data.draw(st.lists(st.sampled_from(sorted(start)), max_size=5), label="probes"):
+        for key in (k, ref_h(k)):  # present or deleted, and (almost surely) absent
+            encoded = tree.prove(key).to_bytes()
+            assert encoded == ref_prove(model, key)
+            assert verify(tree.root(), key, model.get(key), encoded)
+
+
 def test_larger_tree_inserts_updates_deletes() -> None:
     # Enough entries for long chains, deep branches and every restructuring case.
     model = {i.to_bytes(2, "big"): bytes([i % 251]) for i in range(0, 3000, 3)}
@@ -203,12 +324,12 @@ def test_larger_tree_inserts_updates_deletes() -> None:
 
 def test_bulk_build_matches_recursive_build_and_reference() -> None:
     # from_items and the first flush of an empty tree use the one-pass stack build; the
-    # recursive one (`_build_large`, used past 4M entries) must give the very same nodes.
-    from merkle.tree import _build_all, _build_large
+    # recursive one (`build_large`, used past 4M entries) must give the very same nodes.
+    from merkle.build import build_all, build_large
 
     model = {i.to_bytes(3, "big"): bytes([i % 7]) * (i % 3) for i in range(2000)}
-    node, root = _build_all(model)
-    assert (node, root) == _build_large(model)
+    node, root = build_all(model)
+    assert (node, root) == build_large(model)
     assert root == ref_root(model)
     tree = SparseMerkleTree()
     tree.update(list(model.items())[:700])  # built in bulk at the first root()
@@ -296,7 +417,10 @@ def test_proofs_verify_and_any_flipped_bit_fails(
     encoded = proof.to_bytes()
     assert encoded == ref_prove(model, key)  # canonical bytes, independently computed
     assert Proof.from_bytes(encoded) == proof
-    assert proof.kind is (ProofKind.INCLUSION if value is not None else proof.kind)
+    if value is None:
+        assert proof.kind in (ProofKind.EXCLUSION_EMPTY, ProofKind.EXCLUSION_LEAF)
+    else:
+        assert proof.kind is ProofKind.INCLUSION
     assert verify(root, key, value, proof)
     assert verify(root, key, value, encoded)
     # A wrong claim fails: another value, presence instead of absence and vice versa.
@@ -411,14 +535,30 @@ def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
         pass
     else:
         assert proof.to_bytes() == data  # accepted bytes are canonical
-    assert verify(bytes(32), b"k", None, data) in (True, False)
+    # Under the EMPTY root only the depth-0 exclusion by EMPTY verifies (anything else
+    # would hash to 32 zero bytes); verify must say so, and never raise.
+    empty_proof = bytes([ProofKind.EXCLUSION_EMPTY, 0, 0])
+    assert verify(bytes(32), b"k", None, data) is (data == empty_proof)
+    assert verify(bytes(32), b"k", b"", data) is False
     try:
         nproof = NamespacedProof.from_bytes(data)
     except ProofFormatError:
         pass
     else:
         assert nproof.to_bytes() == data
-    assert verify_namespaced(bytes(32), b"n", b"k", None, data) in (True, False)
+    assert verify_namespaced(bytes(32), b"n", b"k", None, data) is (data == b"\x00" + empty_proof)
+
+
+@pytest.mark.parametrize(
+    "data", [bytes([1, 0, 0]), b"\x00\x01\x00\x00", bytes([1, 0, 1, 0]), b"\x02\x00\x00"]
+)
+def test_fuzz_expectation_is_not_vacuous(data: bytes) -> None:
+    # The proofs `test_arbitrary_bytes_never_crash_the_parser` expects to verify under
+    # EMPTY, and two near misses (a depth-1 path with an EMPTY bottom sibling, a kind 2
+    # proof without its leaf fields), checked directly.
+    expected = data in (bytes([1, 0, 0]),)
+    assert verify(EMPTY, b"k", None, data) is expected
+    assert verify_namespaced(EMPTY, b"n", b"k", None, data) is (data == b"\x00\x01\x00\x00")
 
 
 # ---------------------------------------------------------------------------------- diff

@@ -1,0 +1,152 @@
+"""Bulk build: the whole tree of a set of entries, and its root, in one pass (spec/merkle.md §2).
+
+A tree that was empty at its last flush (a fresh tree, `from_items`, or the first batch of a
+namespace) is built here instead of merging its entries one by one; it produces the very same
+nodes as the batch merge would (see `merkle.nodes` for the layout).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from operator import xor
+
+from blake3 import blake3
+
+from merkle.errors import MerkleError
+from merkle.hashing import EMPTY, LEAF_PREFIX, NODE_PREFIX
+from merkle.nodes import Node, chain
+
+_IX = 22  # low bits of a packed sort key that hold the entry's index (see `build_all`)
+_ONE = [1 << b for b in range(257)]
+
+
+def sorted_by_path(keys: list[bytes]) -> tuple[list[int], list[bytes], list[bytes]]:
+    """(path ints, key hashes, keys) of `keys`, sorted by path."""
+    b3 = blake3
+    from_bytes = int.from_bytes
+    digests = [b3(k).digest() for k in keys]
+    ints = [from_bytes(d, "big") for d in digests]
+    order = sorted(range(len(keys)), key=ints.__getitem__)
+    return [ints[i] for i in order], [digests[i] for i in order], [keys[i] for i in order]
+
+
+
+def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
+    """The whole tree of the entries `values`, and its root hash, in one bulk pass.
+
+    All hashes are computed by list comprehensions with one reused hasher (a blake3 object
+    costs more to create than to feed 65 bytes). Each key hash is packed with the entry's index
+    into one int, so a single sort of plain ints orders the entries by path. The tree is then
+    the Cartesian tree of the split depths of neighbouring paths (the first bit where they
+    differ): one left-to-right pass with a stack of open branches, like building a Patricia
+    trie from an LCP array, with no recursion and no bisection.
+    """
+    n = len(values)
+    ix = _IX
+    if not n:
+        return None, EMPTY
+    if n >= 1 << ix:
+        return build_large(values)
+    keys = list(values)
+    hasher = blake3()
+    up = hasher.update
+    dg = hasher.digest
+    rs = hasher.reset
+    khs = [(up(k), dg(), rs())[1] for k in keys]
+    vhs = [(up(v), dg(), rs())[1] for v in values.values()]
+    lp = LEAF_PREFIX
+    leafs = [(up(lp + a + b), dg(), rs())[1] for a, b in zip(khs, vhs, strict=True)]
+    del vhs
+    from_bytes = int.from_bytes
+    packed = [from_bytes(d, "big") << ix | i for i, d in enumerate(khs)]
+    del khs
+    packed.sort()
+    # levels[i]: 256 + ix minus the depth where paths i and i + 1 split (> ix: they differ).
+    levels = list(map(int.bit_length, map(xor, packed, packed[1:])))
+    if levels and min(levels) <= ix:
+        raise MerkleError("blake3 collision between two distinct keys")
+    top = 256 + ix
+    levels.append(top + 1)  # after the last entry: "split at depth -1" closes every branch
+    order = list(map(((1 << ix) - 1).__and__, packed))
+    skeys = list(map(keys.__getitem__, order))
+    sleafs = list(map(leafs.__getitem__, order))
+    del order, keys, leafs
+    # Open branches, each (bit, left child, its hash hanging at bit + 1, bit of the one below);
+    # `tb` is the bit of the top one (-2: none). The current subtree `node` (hash `h` at depth
+    # `nbit`, or 0 for a leaf, whose hash is the same at every depth) closes every open branch
+    # deeper than the split `d` to its right, as their right child, then waits as the left
+    # child of the branch at `d`.
+    stack: list[tuple[int, Node, bytes, int]] = []
+    push = stack.append
+    pop = stack.pop
+    np_ = NODE_PREFIX
+    one = _ONE
+    tb = -2
+    node: Node = None
+    h = EMPTY
+    for x, lv, node, h in zip(packed, levels, skeys, sleafs, strict=True):
+        d = top - lv
+        nbit = 0
+        while tb > d:
+            b, left, lh, tb = pop()
+            if nbit > b + 1:
+                h = chain(h, node[1], nbit, nbit, b + 1)
+            hh = lh + h
+            h = up(np_ + hh).digest()
+            rs()
+            node = (b, one[b] | x >> (top - b), left, node, hh)
+            nbit = b
+        if nbit > d + 1:
+            h = chain(h, node[1], nbit, nbit, max(d + 1, 0))
+        push((d, node, h, tb))
+        tb = d
+    return node, h
+
+
+def build_large(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
+    """`build_all` for more entries than its packed index holds: recursive, slower."""
+    ints, digests, keys = sorted_by_path(list(values))
+    return build_range(values, ints, digests, keys, 0, len(keys), 0)
+
+
+
+def build_range(
+    values: dict[bytes, bytes],
+    ints: list[int],
+    digests: list[bytes],
+    keys: list[bytes],
+    lo: int,
+    hi: int,
+    depth: int,
+) -> tuple[Node, bytes]:
+    """Build the subtree hanging at `depth` of the (>= 1) entries [lo, hi), sorted by hash."""
+    if hi - lo == 1:
+        key = keys[lo]
+        return key, blake3(LEAF_PREFIX + digests[lo] + blake3(values[key]).digest()).digest()
+    first = ints[lo]
+    diff = first ^ ints[hi - 1]
+    if not diff:
+        raise MerkleError("blake3 collision between two distinct keys")
+    bit = 256 - diff.bit_length()
+    # The entries are sorted, so those with bit `bit` set start at the first one >= threshold.
+    mid = bisect_left(ints, ((first >> (255 - bit)) | 1) << (255 - bit), lo, hi)
+    # Single leaves are built inline: they are half of all the nodes.
+    left: Node
+    right: Node
+    if mid - lo == 1:
+        left = keys[lo]
+        lh = blake3(LEAF_PREFIX + digests[lo] + blake3(values[left]).digest()).digest()
+    else:
+        left, lh = build_range(values, ints, digests, keys, lo, mid, bit + 1)
+    if hi - mid == 1:
+        right = keys[mid]
+        rh = blake3(LEAF_PREFIX + digests[mid] + blake3(values[right]).digest()).digest()
+    else:
+        right, rh = build_range(values, ints, digests, keys, mid, hi, bit + 1)
+    hh = lh + rh
+    h = blake3(NODE_PREFIX + hh).digest()
+    nid = (1 << bit) | (first >> (256 - bit))
+    if bit > depth:
+        h = chain(h, nid, bit, bit, depth)
+    return (bit, nid, left, right, hh), h
+

@@ -1,0 +1,90 @@
+"""The in-memory node layout of `SparseMerkleTree` and the helpers every pass shares.
+
+In-memory layout (chosen for memory per entry and for cheap batch updates):
+
+* `_values`: dict key -> value, the map itself (O(1) `get`, `len`).
+* `_root`, `_root_hash`: a compressed (Patricia) form of the binary tree and its hash. A node is
+  - `None`: an empty subtree;
+  - `bytes`: a leaf, represented by its key alone (its value is in `_values`);
+  - a tuple `(bit, nid, left, right, hh)`: a *branch*, i.e. an inner node whose two children
+    are both non-empty. `bit` is the depth at which its leaves split and
+    `nid = (1 << bit) | prefix` packs it with the `bit` leading path bits they all share (`bit`
+    is kept apart although derivable: a small int is a shared object, so the descent reads it
+    without touching another cache line, and `nid` is read only where a chain must be
+    checked). `hh` is the 64-byte concatenation of the hashes of `left` and `right` at depth
+    bit + 1, i.e. the preimage of the branch's own hash minus its 0x01 prefix. The chain of
+    inner nodes with an EMPTY sibling between a branch and its parent is never stored: the
+    parent's `hh` already holds the hash at the top of it.
+
+Keeping each child's hash in its parent means an untouched sibling (leaf or branch) never has
+to be rehashed, and a branch can be re-hung at another depth without rebuilding its tuple.
+Branch tuples are immutable: an update builds new tuples along the touched paths and shares the
+rest, which makes `copy()` cheap and lets `diff` skip shared subtrees by identity. They hold no
+reference cycles, so the cyclic garbage collector is paused while thousands of them are built
+(it would otherwise rescan the whole young heap many times per batch for nothing).
+
+The passes over this layout live in their own modules: `merkle.build` (a whole tree from its
+entries), `merkle.batch` (a sorted batch of changes merged into a tree), `merkle.diff`, and
+`SparseMerkleTree` itself in `merkle.tree` (the map, the flush, proofs).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import TypeAlias, TypeVar
+
+from blake3 import blake3
+
+from merkle.errors import InvalidEntryError
+from merkle.hashing import EMPTY, HASH_SIZE, NODE_PREFIX
+
+Node: TypeAlias = "bytes | Branch | None"
+Branch: TypeAlias = "tuple[int, int, Node, Node, bytes]"
+
+NODE_EMPTY = NODE_PREFIX + EMPTY  # preimage prefix of an inner node whose left child is EMPTY
+SENTINEL = 1 << 256  # or-ed into a key hash so that `kx >> (256 - bit)` is comparable to nid
+H = HASH_SIZE
+
+_T = TypeVar("_T")
+
+
+def as_bytes(x: object, what: str) -> bytes:
+    if isinstance(x, bytes | bytearray | memoryview):
+        return bytes(x)
+    raise InvalidEntryError(f"{what} must be bytes, not {type(x).__name__}")
+
+
+def without_gc(fn: Callable[[], _T]) -> _T:
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        return fn()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def chain(h: bytes, nid: int, bit: int, top: int, hang: int) -> bytes:
+    """Hash at depth `hang` of a subtree whose hash at depth `top` is `h`.
+
+    Every inner node between the two depths has an EMPTY sibling; the side the subtree is on at
+    depth j is bit j of the branch prefix packed in `nid` (branch bit `bit`).
+    """
+    b3 = blake3
+    j = top - 1
+    while j >= hang:
+        if (nid >> (bit - 1 - j)) & 1:
+            h = b3(NODE_EMPTY + h).digest()
+        else:
+            h = b3(NODE_PREFIX + h + EMPTY).digest()
+        j -= 1
+    return h
+
+
+def branch_hash_at(node: Branch, hang: int) -> bytes:
+    """Hash of a branch hanging at depth `hang` (<= its bit)."""
+    bit = node[0]
+    return chain(blake3(NODE_PREFIX + node[4]).digest(), node[1], bit, bit, hang)
+
