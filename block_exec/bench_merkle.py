@@ -44,9 +44,14 @@ from collections.abc import Callable
 
 from blake3 import blake3
 
+from block_exec.decode import block_from_obj
+from block_exec.executor import Executor
+from block_exec.simulate import SplitMix64, user_address
+from merkle.diff import diff
 from merkle.namespaced import NamespacedCommitment, verify_namespaced
 from merkle.proof import Proof, verify
-from merkle.tree import SparseMerkleTree, diff
+from merkle.tree import SparseMerkleTree
+from state_machine import CoreStateMachine, Side, Tif
 
 Row = dict[str, object]
 
@@ -245,6 +250,108 @@ def bench_namespaced(n: int) -> list[Row]:
     ]
 
 
+_BLOCK_ASSETS = (1, 2, 3, 4)
+_BLOCK_MIDS = (10_000_000, 2_500_000, 400_000, 50_000_000)
+
+
+def _resting_market(orders: int, users: int, rng: SplitMix64) -> tuple[CoreStateMachine, list[str]]:
+    """A funded market of `orders` non-crossing resting orders over four books."""
+    machine = CoreStateMachine()
+    addresses = [user_address(0x7000 + i) for i in range(users)]
+    for user in addresses:
+        for asset in (0, *_BLOCK_ASSETS):
+            machine.deposit(user, asset, 10**19)
+    for _ in range(orders):
+        book = rng.below(len(_BLOCK_ASSETS))
+        offset = 1 + rng.below(50_000)
+        user = addresses[rng.below(users)]
+        side, price = (
+            (Side.BUY, _BLOCK_MIDS[book] - offset)
+            if rng.below(2)
+            else (Side.SELL, _BLOCK_MIDS[book] + offset)
+        )
+        machine.limit(user, _BLOCK_ASSETS[book], side, price, 1 + rng.below(100), Tif.GTC)
+    return machine, addresses
+
+
+def _market_block(
+    height: int, txs: int, machine: CoreStateMachine, users: list[str], rng: SplitMix64,
+    resting: list[int],
+) -> dict[str, object]:
+    """`txs` txs: 45% cancels of random resting orders, 45% new resting limits, 10% limits
+    crossing the touch (each fills a few makers, any rest rests)."""
+    out: list[dict[str, object]] = []
+    orders = machine.orders
+    for _ in range(txs):
+        kind = rng.below(100)
+        if kind < 45 and resting:
+            at = rng.below(len(resting))
+            order_id = resting[at]
+            resting[at] = resting[-1]
+            resting.pop()
+            order = orders.get(order_id)
+            if order is not None:
+                out.append(
+                    {"op": "cancel", "user": order.user, "asset": order.asset,
+                     "order_id": order_id}
+                )
+                continue
+        book = rng.below(len(_BLOCK_ASSETS))
+        buy = rng.below(2) == 0
+        offset = 1 + rng.below(50_000)
+        if kind >= 90:
+            offset = -rng.below(20)  # through the touch
+        mid = _BLOCK_MIDS[book]
+        out.append(
+            {"op": "limit", "user": users[rng.below(len(users))], "asset": _BLOCK_ASSETS[book],
+             "side": "buy" if buy else "sell", "price": mid - offset if buy else mid + offset,
+             "size": 1 + rng.below(100), "tif": "gtc"}
+        )
+    return {"height": height, "time": height, "txs": out}
+
+
+def bench_block_root(orders: int, txs: int, blocks: int) -> Row:
+    """Network mode's app hash: after each `txs`-tx block over a state of about `orders`
+    resting orders, the executor folds the block's changed entries into the commitment and
+    computes the state root (`Executor.state_root`). Timed: that step alone, per block;
+    the block itself is applied untimed. Target: <= 30 ms for 1,000 txs over 1,000,000."""
+    rng = SplitMix64(orders + txs)
+    machine, users = _resting_market(orders, 1000, rng)
+    executor = Executor(machine)
+    executor.state_root  # noqa: B018  # the first root builds the whole tree (as on opening)
+    resting = list(machine.orders)
+    entries = len(executor.commitment)
+    gc.collect()
+    gc.freeze()  # as `coreledger run` does after loading: the big state is never rescanned
+    times: list[float] = []
+    changed: list[int] = []
+    for height in range(1, blocks + 1):
+        block = block_from_obj(
+            _market_block(height, txs, machine, users, rng, resting), "bench block"
+        )
+        first_id = machine.next_order_id
+        executor.apply_block(block)
+        live = machine.orders
+        resting.extend(i for i in range(first_id, machine.next_order_id) if i in live)
+        changed.append(len(machine.balances.dirty) + len(machine.dirty_orders))
+        t0 = time.perf_counter()
+        executor.state_root  # noqa: B018
+        times.append(time.perf_counter() - t0)
+    gc.unfreeze()
+    ordered = sorted(times)
+    return _row(
+        f"block_root/txs={txs}/entries={entries}",
+        blocks,
+        sum(times),
+        entries=entries,
+        txs_per_block=txs,
+        changed_entries_per_block=sum(changed) // blocks,
+        median_ms=round(ordered[len(ordered) // 2] * 1000, 3),
+        max_ms=round(ordered[-1] * 1000, 3),
+        target_ms=30,
+    )
+
+
 def run_benchmarks(quick: bool) -> list[dict[str, object]]:
     n = 100_000 if quick else 1_000_000
     rows: list[Row] = []
@@ -258,6 +365,7 @@ def run_benchmarks(quick: bool) -> list[dict[str, object]]:
     gc.collect()
     rows.append(bench_memory(n // 2 if quick else n))  # tracemalloc slows the build ~8x
     rows.extend(bench_namespaced(n // 10))
+    rows.append(bench_block_root(n, 1000, 3 if quick else 10))
     return rows
 
 
