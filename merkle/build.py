@@ -30,47 +30,27 @@ def sorted_by_path(keys: list[bytes]) -> tuple[list[int], list[bytes], list[byte
     return [ints[i] for i in order], [digests[i] for i in order], [keys[i] for i in order]
 
 
-
 def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
     """The whole tree of the entries `values`, and its root hash, in one bulk pass.
 
-    All hashes are computed by list comprehensions with one reused hasher (a blake3 object
-    costs more to create than to feed 65 bytes). Each key hash is packed with the entry's index
-    into one int, so a single sort of plain ints orders the entries by path. The tree is then
-    the Cartesian tree of the split depths of neighbouring paths (the first bit where they
-    differ): one left-to-right pass with a stack of open branches, like building a Patricia
-    trie from an LCP array, with no recursion and no bisection.
+    The tree is the Cartesian tree of the split depths of neighbouring paths (the first bit
+    where they differ, see `_sorted_leaves`): one left-to-right pass with a stack of open
+    branches, like building a Patricia trie from an LCP array, with no recursion and no
+    bisection. O(n log n) for the sort, O(n) hashes and nodes.
     """
     n = len(values)
-    ix = _IX
     if not n:
         return None, EMPTY
-    if n >= 1 << ix:
+    if n >= 1 << _IX:
         return build_large(values)
     keys = list(values)
+    packed, levels, order, leafs = _sorted_leaves(keys, values)
+    skeys = list(map(keys.__getitem__, order))
+    del order, keys
     hasher = blake3()
     up = hasher.update
-    dg = hasher.digest
     rs = hasher.reset
-    khs = [(up(k), dg(), rs())[1] for k in keys]
-    vhs = [(up(v), dg(), rs())[1] for v in values.values()]
-    lp = LEAF_PREFIX
-    leafs = [(up(lp + a + b), dg(), rs())[1] for a, b in zip(khs, vhs, strict=True)]
-    del vhs
-    from_bytes = int.from_bytes
-    packed = [from_bytes(d, "big") << ix | i for i, d in enumerate(khs)]
-    del khs
-    packed.sort()
-    # levels[i]: 256 + ix minus the depth where paths i and i + 1 split (> ix: they differ).
-    levels = list(map(int.bit_length, map(xor, packed, packed[1:])))
-    if levels and min(levels) <= ix:
-        raise MerkleError("blake3 collision between two distinct keys")
-    top = 256 + ix
-    levels.append(top + 1)  # after the last entry: "split at depth -1" closes every branch
-    order = list(map(((1 << ix) - 1).__and__, packed))
-    skeys = list(map(keys.__getitem__, order))
-    sleafs = list(map(leafs.__getitem__, order))
-    del order, keys, leafs
+    top = 256 + _IX
     # Open branches, each (bit, left child, its hash hanging at bit + 1, bit of the one below);
     # `tb` is the bit of the top one (-2: none). The current subtree `node` (hash `h` at depth
     # `nbit`, or 0 for a leaf, whose hash is the same at every depth) closes every open branch
@@ -84,7 +64,7 @@ def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
     tb = -2
     node: Node = None
     h = EMPTY
-    for x, lv, node, h in zip(packed, levels, skeys, sleafs, strict=True):
+    for x, lv, node, h in zip(packed, levels, skeys, leafs, strict=True):
         d = top - lv
         nbit = 0
         while tb > d:
@@ -101,6 +81,82 @@ def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
         push((d, node, h, tb))
         tb = d
     return node, h
+
+
+def root_of(values: dict[bytes, bytes]) -> bytes:
+    """The root hash of the entries `values`, without building the tree: the pass of
+    `build_all` keeping hashes only (no node objects, so less time and no memory kept).
+
+    For `verify`-style checks, where the tree is not used afterwards. O(n log n).
+    """
+    n = len(values)
+    if not n:
+        return EMPTY
+    if n >= 1 << _IX:
+        return build_large(values)[1]
+    packed, levels, order, leafs = _sorted_leaves(list(values), values)
+    del order
+    hasher = blake3()
+    up = hasher.update
+    rs = hasher.reset
+    top = 256 + _IX
+    # As in `build_all`, with (bit, left hash, bit of the one below) on the stack.
+    stack: list[tuple[int, bytes, int]] = []
+    push = stack.append
+    pop = stack.pop
+    np_ = NODE_PREFIX
+    one = _ONE
+    tb = -2
+    h = EMPTY
+    for x, lv, h in zip(packed, levels, leafs, strict=True):
+        d = top - lv
+        nbit = 0
+        while tb > d:
+            b, lh, tb = pop()
+            if nbit > b + 1:
+                h = chain(h, one[nbit] | x >> (top - nbit), nbit, nbit, b + 1)
+            h = up(np_ + lh + h).digest()
+            rs()
+            nbit = b
+        if nbit > d + 1:
+            h = chain(h, one[nbit] | x >> (top - nbit), nbit, nbit, max(d + 1, 0))
+        push((d, h, tb))
+        tb = d
+    return h
+
+
+def _sorted_leaves(
+    keys: list[bytes], values: dict[bytes, bytes]
+) -> tuple[list[int], list[int], list[int], list[bytes]]:
+    """The entries of `values` (keys `keys`, in its order) sorted by path, as parallel lists:
+    packed path ints, split levels, indexes into `keys`, leaf hashes.
+
+    All hashes are computed by list comprehensions with one reused hasher (a blake3 object
+    costs more to create than to feed 65 bytes). Each key hash is packed with the entry's index
+    into one int, so a single sort of plain ints orders the entries by path. `levels[i]` is
+    256 + _IX minus the depth where paths i and i + 1 split; the last is 256 + _IX + 1
+    ("a split at depth -1", which closes every open branch).
+    """
+    ix = _IX
+    hasher = blake3()
+    up = hasher.update
+    dg = hasher.digest
+    rs = hasher.reset
+    khs = [(up(k), dg(), rs())[1] for k in keys]
+    vhs = [(up(v), dg(), rs())[1] for v in values.values()]
+    lp = LEAF_PREFIX
+    leafs = [(up(lp + a + b), dg(), rs())[1] for a, b in zip(khs, vhs, strict=True)]
+    del vhs
+    from_bytes = int.from_bytes
+    packed = [from_bytes(d, "big") << ix | i for i, d in enumerate(khs)]
+    del khs
+    packed.sort()
+    levels = list(map(int.bit_length, map(xor, packed, packed[1:])))
+    if levels and min(levels) <= ix:
+        raise MerkleError("blake3 collision between two distinct keys")
+    levels.append(256 + ix + 1)
+    order = list(map(((1 << ix) - 1).__and__, packed))
+    return packed, levels, order, list(map(leafs.__getitem__, order))
 
 
 def build_large(values: dict[bytes, bytes]) -> tuple[Node, bytes]:

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from merkle.build import root_of
 from merkle.diff import diff
 from merkle.errors import ProofFormatError
 from merkle.hashing import EMPTY, HASH_SIZE
-from merkle.nodes import as_bytes
+from merkle.nodes import as_bytes, without_gc
 from merkle.proof import Proof, verify
 from merkle.tree import SparseMerkleTree
 
@@ -126,33 +127,15 @@ class NamespacedCommitment:
             self.update(changes)
 
     def update(self, changes: Iterable[NamespacedChange]) -> None:
-        """Apply (namespace, key, value-or-None) changes; validated before any is applied."""
-        if not isinstance(changes, list | tuple):
-            changes = list(changes)
-        # Validated column by column at C speed; the per-change loop below only groups.
-        if not changes:
-            return
-        namespaces, keys, values = zip(*changes, strict=True)
-        if not (
-            set(map(type, namespaces)) <= {bytes}
-            and set(map(type, keys)) <= {bytes}
-            and set(map(type, values)) <= {bytes, type(None)}
-        ):
-            changes = [
-                (
-                    n if type(n) is bytes else as_bytes(n, "namespace"),
-                    k if type(k) is bytes else as_bytes(k, "key"),
-                    v if v is None or type(v) is bytes else as_bytes(v, "value"),
-                )
-                for n, k, v in changes
-            ]
-            namespaces = tuple(n for n, _, _ in changes)
-        # A dict per namespace: a later change of the same key wins, as in a tree's update.
-        grouped: dict[bytes, dict[bytes, bytes | None]] = {
-            ns: {} for ns in dict.fromkeys(namespaces)
-        }
-        for namespace, key, value in changes:
-            grouped[namespace][key] = value
+        """Apply (namespace, key, value-or-None) changes; validated before any is applied.
+
+        The cyclic GC is paused meanwhile: a big batch (a whole state on reopening) would
+        otherwise trigger collections that rescan the caller's whole heap many times.
+        """
+        without_gc(lambda: self._update(changes))
+
+    def _update(self, changes: Iterable[NamespacedChange]) -> None:
+        grouped = _grouped(changes)
         trees = self._trees
         for namespace, group in grouped.items():
             tree = trees.get(namespace)
@@ -161,9 +144,30 @@ class NamespacedCommitment:
             tree._apply(group.items())
             self._dirty.add(namespace)
 
+    @staticmethod
+    def roots_of(entries: Iterable[tuple[bytes, bytes, bytes]]) -> tuple[bytes, dict[bytes, bytes]]:
+        """(root, {namespace: its root} in namespace order) of the commitment holding
+        `entries`, by hash-only passes that build no tree (`SparseMerkleTree.root_of`):
+        the same roots as `NamespacedCommitment(entries)`, for checks that need only them."""
+
+        def compute() -> tuple[bytes, dict[bytes, bytes]]:
+            grouped = _grouped(entries)
+            sub = {}
+            for namespace in sorted(grouped):
+                group = grouped[namespace]
+                if None in group.values():
+                    group = {k: v for k, v in group.items() if v is not None}
+                if group:
+                    sub[namespace] = root_of(group)  # type: ignore[arg-type]
+            return root_of(sub), sub
+
+        return without_gc(compute)
+
     def _flush(self) -> None:
-        if not self._dirty:
-            return
+        if self._dirty:
+            without_gc(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
         top: dict[bytes, bytes | None] = {}
         for namespace in sorted(self._dirty):
             tree = self._trees[namespace]
@@ -248,6 +252,38 @@ def diff_namespaced(a: NamespacedCommitment, b: NamespacedCommitment) -> list[Na
         elif tb is not None:
             out.extend((namespace, k, None, v) for k, v in tb.items())
     return out
+
+
+def _grouped(changes: Iterable[NamespacedChange]) -> dict[bytes, dict[bytes, bytes | None]]:
+    """`changes` validated (bytes-like converted) and grouped by namespace, each a dict in
+    which a later change of the same key wins; raises InvalidEntryError before returning."""
+    if not isinstance(changes, list | tuple):
+        changes = list(changes)
+    # Validated column by column at C speed; the per-change loop below only groups.
+    if not changes:
+        return {}
+    namespaces, keys, values = zip(*changes, strict=True)
+    if not (
+        set(map(type, namespaces)) <= {bytes}
+        and set(map(type, keys)) <= {bytes}
+        and set(map(type, values)) <= {bytes, type(None)}
+    ):
+        changes = [
+            (
+                n if type(n) is bytes else as_bytes(n, "namespace"),
+                k if type(k) is bytes else as_bytes(k, "key"),
+                v if v is None or type(v) is bytes else as_bytes(v, "value"),
+            )
+            for n, k, v in changes
+        ]
+        namespaces = tuple(n for n, _, _ in changes)
+    # A dict per namespace: a later change of the same key wins, as in a tree's update.
+    grouped: dict[bytes, dict[bytes, bytes | None]] = {
+        ns: {} for ns in dict.fromkeys(namespaces)
+    }
+    for namespace, key, value in changes:
+        grouped[namespace][key] = value
+    return grouped
 
 
 __all__ = [

@@ -12,16 +12,38 @@ from typing import TypeAlias
 from blake3 import blake3
 
 from merkle.batch import Batch
-from merkle.build import build_all, sorted_by_path
+from merkle.build import build_all, root_of, sorted_by_path
 from merkle.hashing import EMPTY
 from merkle.nodes import SENTINEL, H, Node, as_bytes, branch_hash_at, without_gc
 from merkle.proof import Proof, ProofKind
 
 Changes: TypeAlias = "Mapping[bytes, bytes | None] | Iterable[tuple[bytes, bytes | None]]"
+Items: TypeAlias = "Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]"
 
 
 def _all_bytes(xs: Iterable[object]) -> bool:
     return set(map(type, xs)) <= {bytes}
+
+
+def _checked_dict(items: Items) -> dict[bytes, bytes]:
+    """`items` as a new dict of bytes to bytes (bytes-like converted; a later key wins)."""
+    values: dict[bytes, bytes] = {}
+    if not isinstance(items, Mapping):
+        items = list(items)  # read twice if it holds anything but bytes
+    try:
+        values.update(items)
+        valid = _all_bytes(values) and _all_bytes(values.values())
+    except TypeError:  # an unhashable key (bytearray): converted below
+        valid = False
+    if not valid:
+        values.clear()
+        for key, value in items.items() if isinstance(items, Mapping) else items:
+            if type(key) is not bytes:
+                key = as_bytes(key, "key")
+            if type(value) is not bytes:
+                value = as_bytes(value, "value")
+            values[key] = value
+    return values
 
 
 
@@ -51,30 +73,20 @@ class SparseMerkleTree:
     # ----------------------------------------------------------------- construction / copy
 
     @classmethod
-    def from_items(
-        cls, items: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]
-    ) -> SparseMerkleTree:
+    def from_items(cls, items: Items) -> SparseMerkleTree:
         """Build a tree from key/value pairs (a later duplicate key wins) in one pass."""
         tree = cls()
-        values = tree._values
-        if not isinstance(items, Mapping):
-            items = list(items)  # read twice if it holds anything but bytes
-        try:
-            values.update(items)
-            valid = _all_bytes(values) and _all_bytes(values.values())
-        except TypeError:  # an unhashable key (bytearray): converted below
-            valid = False
-        if not valid:
-            values.clear()
-            for key, value in items.items() if isinstance(items, Mapping) else items:
-                if type(key) is not bytes:
-                    key = as_bytes(key, "key")
-                if type(value) is not bytes:
-                    value = as_bytes(value, "value")
-                values[key] = value
+        values = tree._values = _checked_dict(items)
         if values:
             tree._root, tree._root_hash = without_gc(lambda: build_all(values))
         return tree
+
+    @staticmethod
+    def root_of(items: Items) -> bytes:
+        """`SparseMerkleTree.from_items(items).root()`, computed by a hash-only pass that builds
+        no tree (faster, and keeps no memory): for checks that need the root alone."""
+        values = _checked_dict(items)
+        return without_gc(lambda: root_of(values))
 
     def copy(self) -> SparseMerkleTree:
         """An independent tree with the same content; nodes are shared (they are immutable)."""

@@ -20,5 +20,11 @@ def commitment_of(entries: Iterable[Entry]) -> NamespacedCommitment:
 
 
 def compute_roots(entries: Sequence[Entry]) -> Roots:
-    """Roots of a full state from its canonical entries (the `ComputeRoots` of recovery)."""
-    return roots_of(commitment_of(entries))
+    """Roots of a full state from its canonical entries (the `ComputeRoots` of recovery).
+
+    Hash-only (`NamespacedCommitment.roots_of`): no tree is built, so use it where only the
+    roots are checked (verify); a caller that goes on updating builds `commitment_of`."""
+    root, namespaces = NamespacedCommitment.roots_of(
+        (namespace_of(key), key, value) for key, value in entries
+    )
+    return Roots(root, tuple(namespaces.items()))
