@@ -143,6 +143,7 @@ class Batch:
             hang = bit + 1
         hasher = self.hasher
         up = hasher.update
+        dg = hasher.digest
         rs = hasher.reset
         new: Node
         if type(node) is bytes and node == key:
@@ -150,38 +151,42 @@ class Batch:
                 new, newh = None, EMPTY
             else:
                 new = key
-                newh = (up(value), hasher.digest(), rs())[1]
-                newh = (up(LEAF_PREFIX + self.digests[i] + newh), hasher.digest(), rs())[1]
+                up(value)
+                vh = dg()
+                rs()
+                up(LEAF_PREFIX + self.digests[i] + vh)
+                newh = dg()
+                rs()
         elif value is None:
             return top, nh  # deleting an absent key changes nothing
         else:
             new = key
-            newh = (up(value), hasher.digest(), rs())[1]
-            newh = (up(LEAF_PREFIX + self.digests[i] + newh), hasher.digest(), rs())[1]
+            up(value)
+            vh = dg()
+            rs()
+            up(LEAF_PREFIX + self.digests[i] + vh)
+            newh = dg()
+            rs()
             if node is not None:
                 new, newh = self.graft(node, hang, kx ^ SENTINEL, new, newh)
+        if new is None and path:
+            # The deepest branch dissolves: its other child now hangs where the branch hung.
+            bit, _, left, right, hh = path.pop()
+            hang = hangs.pop()
+            new, newh = (left, hh[:H]) if (kx >> (255 - bit)) & 1 else (right, hh[H:])
+            if type(new) is tuple:
+                newh = chain(newh, new[1], new[0], bit + 1, hang)
+        # Rehash the path upwards (`new` is never None from here on: the loop is the hot one).
         prefix = NODE_PREFIX
-        path.reverse()
-        hangs.reverse()
-        for (bit, nid, left, right, hh), hang in zip(path, hangs, strict=True):
+        for (bit, nid, left, right, hh), hang in zip(reversed(path), reversed(hangs), strict=True):
             if (kx >> (255 - bit)) & 1:
-                if new is None:
-                    # The branch dissolves: its other child now hangs where the branch hung.
-                    new, newh = left, hh[:H]
-                    if type(new) is tuple:
-                        newh = chain(newh, new[1], new[0], bit + 1, hang)
-                    continue
                 hh = hh[:H] + newh
                 new = (bit, nid, left, new, hh)
             else:
-                if new is None:
-                    new, newh = right, hh[H:]
-                    if type(new) is tuple:
-                        newh = chain(newh, new[1], new[0], bit + 1, hang)
-                    continue
                 hh = newh + hh[H:]
                 new = (bit, nid, new, right, hh)
-            newh = up(prefix + hh).digest()
+            up(prefix + hh)
+            newh = dg()
             rs()
             if bit > hang:
                 newh = chain(newh, nid, bit, bit, hang)
