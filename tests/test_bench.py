@@ -21,6 +21,7 @@ REQUIRED_PREFIXES = (
     "mixed_flow/core_only",
     "mixed_flow/apply_block_in_memory",
     "mixed_flow/run_with_store",
+    "block_root/txs=1000/",
 )
 
 
