@@ -362,3 +362,20 @@ def test_node_process_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err.decode()
     assert b"bad frame" in err and b"Traceback" not in err
+
+
+def test_readme_network_section_is_five_commands_the_cli_accepts() -> None:
+    import re
+    import shlex
+
+    from block_exec.cli import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Run a local 4-validator network", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^\$ (.*)$", section, re.M)
+    assert 1 < len(commands) <= 5
+    assert commands[0] == "scripts/build_cometbft.sh"
+    for command in commands[1:]:
+        words = shlex.split(command)
+        assert words[0] == "coreledger"
+        build_parser().parse_args(words[1:])  # raises on a usage error
