@@ -267,7 +267,8 @@ class SnapshotService:
         Called after each Commit; costs O(kept checkpoints) and one LevelDB snapshot
         handle per new checkpoint (no entry is read here).
         """
-        wanted = self.store.checkpoint_heights()[-self.keep :]
+        # not checkpoint 0 (a network chain's genesis state): it has no block to name
+        wanted = [h for h in self.store.checkpoint_heights() if h > 0][-self.keep :]
         for height in [h for h in self._served if h not in wanted]:
             self._doomed.append(self._served.pop(height).path)
         for height, job in [item for item in self._jobs if item[0] not in wanted]:

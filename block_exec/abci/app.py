@@ -21,10 +21,13 @@ from block_exec.abci.metrics import Metrics
 from block_exec.abci.proto.tendermint.abci import types_pb2 as abci
 from block_exec.abci.query import answer_query
 from block_exec.abci.results import CODESPACE, exec_tx_result, refused_tx_result
+from block_exec.abci.snapshots import SnapshotCalls
 from block_exec.errors import BlockError
 from block_exec.genesis import parse_app_state
 from block_exec.signed import NOT_AUTHORIZED, TxAuth, TxRefused, check_signed_tx, is_authorized
+from block_exec.statesync import StateSync
 from block_exec.types import Block, Tx
+from store import StoreError
 
 log = logging.getLogger("coreledger.app")
 
@@ -42,9 +45,16 @@ def _time_ms(timestamp: Any) -> int:
 
 class Application:
     def __init__(
-        self, ledger: Ledger, metrics: Metrics | None = None, chain_id: str | None = None
+        self,
+        ledger: Ledger,
+        metrics: Metrics | None = None,
+        chain_id: str | None = None,
+        sync: StateSync | None = None,
     ) -> None:
         self.ledger = ledger
+        self.sync = sync
+        # set after each Commit: the snapshot work runs when the node is idle
+        self.committed_once = asyncio.Event()
         self.metrics = metrics
         # The chain id to use when the store does not hold one (`node --chain-id`).
         self.chain_id_hint = chain_id
@@ -68,7 +78,7 @@ class Application:
             "verify_vote_extension": lambda _: abci.ResponseVerifyVoteExtension(
                 status=abci.ResponseVerifyVoteExtension.ACCEPT
             ),
-            # State sync (issue 15): no snapshots offered yet, every offer declined.
+            # Without a StateSync (an in-memory node): no snapshots, every offer declined.
             "list_snapshots": lambda _: abci.ResponseListSnapshots(),
             "offer_snapshot": lambda _: abci.ResponseOfferSnapshot(
                 result=abci.ResponseOfferSnapshot.REJECT
@@ -78,6 +88,22 @@ class Application:
                 result=abci.ResponseApplySnapshotChunk.ABORT
             ),
         }
+        if sync is not None:
+            calls = SnapshotCalls(sync, self._restored)
+            self._handlers.update(
+                list_snapshots=calls.list_snapshots,
+                load_snapshot_chunk=calls.load_snapshot_chunk,
+                offer_snapshot=calls.offer_snapshot,
+                apply_snapshot_chunk=calls.apply_snapshot_chunk,
+            )
+
+    def _restored(self) -> None:
+        """State sync restored a snapshot: serve from the restored executor from now on."""
+        assert self.sync is not None
+        self.ledger = Ledger(self.sync.executor)
+        self._mempool_nonces.clear()
+        self._last_finalize = None
+        log.info("state sync: restored height %d", self.ledger.committed_height)
 
     @property
     def executor(self) -> Any:
@@ -225,6 +251,12 @@ class Application:
         height = self.ledger.commit()
         self._mempool_nonces.clear()  # the rechecks that follow count from the new state
         self._committed.set()
+        if self.sync is not None:
+            try:
+                self.sync.after_commit()
+            except StoreError as exc:  # snapshots are a service; Commit must not fail
+                log.error("snapshots not refreshed: %s", " ".join(str(exc).split()))
+            self.committed_once.set()
         if self.metrics is not None:
             self.metrics.committed(height, time.perf_counter() - started)
         return abci.ResponseCommit(retain_height=0)

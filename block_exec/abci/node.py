@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the server's modules (protobuf, prometheus) load only to serve
     from block_exec.abci.server import AbciServer
+    from block_exec.statesync import StateSync
 
 log = logging.getLogger("coreledger.node")
 
@@ -56,6 +58,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     from block_exec.abci.metrics import Metrics
     from block_exec.abci.server import AbciServer, AddressError, parse_address
     from block_exec.executor import Executor
+    from block_exec.statesync import StateSync
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -68,8 +71,13 @@ def cmd_node(args: argparse.Namespace) -> int:
     interval = args.checkpoint_interval
     if interval is None and not os.path.exists(args.db):
         interval = NEW_STORE_INTERVAL
-    with Executor.open(args.db, checkpoint_interval=interval,
-                       keep=args.keep) as executor:
+
+    def open_executor() -> Executor:
+        return Executor.open(args.db, checkpoint_interval=interval, keep=args.keep)
+
+    executor = open_executor()
+    sync = StateSync.for_node(executor, reopen=open_executor, log=log.info)
+    try:
         metrics = Metrics() if metrics_at is not None else None
         if metrics is not None and metrics_at is not None:
             metrics.height.set(executor.height)
@@ -77,15 +85,20 @@ def cmd_node(args: argparse.Namespace) -> int:
         stored = getattr(executor, "chain_id", None)
         if args.chain_id is not None and stored is not None and stored != args.chain_id:
             raise NodeFailed(f"--chain-id {args.chain_id!r}: the store is of chain {stored!r}")
-        app = Application(Ledger(executor), metrics, args.chain_id)
+        app = Application(Ledger(executor), metrics, args.chain_id, sync)
         log.info("store %s at height %d, root %s", args.db, executor.height,
                  executor.state_root.hex())
-        asyncio.run(_serve(AbciServer(address, app.handle)))
+        asyncio.run(_serve(AbciServer(address, app.handle), sync, app.committed_once))
+    finally:
+        sync.close()
+        sync.executor.close()
     log.info("stopped")
     return 0
 
 
-async def _serve(server: AbciServer) -> None:
+async def _serve(server: AbciServer, sync: StateSync, idle: asyncio.Event) -> None:
+    from block_exec.statesync import run_in_background
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.stop)
@@ -93,4 +106,11 @@ async def _serve(server: AbciServer) -> None:
     where = server.address.path if server.address.scheme == "unix" else (
         f"{server.address.host}:{server.port}")
     log.info("serving ABCI on %s", where)
-    await server.serve()
+    # snapshots are taken in slices between requests (never inside FinalizeBlock/Commit)
+    background = asyncio.create_task(run_in_background(sync, idle))
+    try:
+        await server.serve()
+    finally:
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
