@@ -25,7 +25,13 @@ import cbor2
 from coincurve import PrivateKey, PublicKey
 from Crypto.Hash import keccak
 
-from block_exec.decode import _keys_problem, _show, _tx_problem, block_from_obj
+from block_exec.decode import (
+    _keys_problem,
+    _parse_strict,
+    _show,
+    _tx_problem,
+    block_from_obj,
+)
 from block_exec.encode import MAX_U64, cbor_uint, encode_tx, tx_schema_error
 from block_exec.errors import BlockDecodeError, BlockError
 from block_exec.types import Deposit, Tx
@@ -150,6 +156,23 @@ def sign_tx(private_key: bytes, chain_id: str, nonce: int, tx: Tx) -> bytes:
     rsv = PrivateKey(private_key).sign_recoverable(personal_hash(message), hasher=None)
     sig = rsv[:64] + bytes((rsv[64] + 27,))
     return _envelope(message, 1 + len(_K_TX) + len(encode_tx(tx)), sig)
+
+
+def tx_from_json(text: str | bytes) -> Tx:
+    """One block-file tx from its JSON text (spec/blocks.md, `tif` may be left out).
+
+    Raises BlockDecodeError with a one-line message naming the bad field.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BlockDecodeError("tx: bad JSON: not UTF-8") from None
+    obj = _parse_strict(text, "tx")
+    try:
+        return block_from_obj({"height": 1, "time": 0, "txs": [obj]}, "tx").txs[0]
+    except BlockDecodeError:
+        raise BlockDecodeError(f"tx: {_tx_problem(obj)}") from None
 
 
 # -- strict decoding -----------------------------------------------------------------------

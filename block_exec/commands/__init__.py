@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import argparse
 
-from block_exec.commands import bench, diff, history, prove, run, state, verify, verify_proof
+from block_exec.commands import (
+    bench,
+    diff,
+    history,
+    keys,
+    prove,
+    run,
+    sign,
+    state,
+    verify,
+    verify_proof,
+)
 from block_exec.commands.base import Command, CommandFailed, UsageProblem, one_line
 from block_exec.network.commands import NODE, SEND, TESTNET
 from merkle import MerkleError
@@ -28,6 +39,8 @@ COMMANDS: tuple[Command, ...] = (
     NODE,
     TESTNET,
     SEND,
+    keys.COMMAND,
+    sign.COMMAND,
 )
 
 _BY_NAME = {command.name: command for command in COMMANDS}

@@ -19,7 +19,7 @@ from block_exec.commands.base import (
 from block_exec.network.commands import add_node_option, remote, wants_node
 from block_exec.views.entries import entry_name, entry_value
 from state_machine import namespace_of
-from state_machine.entries import balance_key, order_key
+from state_machine.entries import balance_key, nonce_key, order_key
 from store import Store
 from store.roots import commitment_of
 
@@ -30,11 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", metavar="U")
     parser.add_argument("--asset", metavar="A", type=nonnegative)
     parser.add_argument("--order", metavar="ID")
+    parser.add_argument("--nonce", metavar="U", help="prove the nonce of address U")
     parser.add_argument("--height", metavar="H", type=nonnegative)
 
 
 def _key(args: argparse.Namespace, store: Store) -> bytes:
     """The state key the arguments name."""
+    if args.nonce is not None:
+        return nonce_key(parse_user(args.nonce))
     if args.order is not None:
         order_id = parse_id(args.order, "order id")
         page = store.order_history(order_id)
@@ -46,8 +49,11 @@ def _key(args: argparse.Namespace, store: Store) -> bytes:
 
 
 def check_usage(args: argparse.Namespace) -> None:
-    """Exactly one entry named: `--order`, or `--user` with `--asset`."""
-    if args.order is not None:
+    """Exactly one entry named: `--order`, `--nonce`, or `--user` with `--asset`."""
+    if args.nonce is not None:
+        if args.user is not None or args.asset is not None or args.order is not None:
+            raise UsageProblem("give either --nonce, --order, or --user with --asset")
+    elif args.order is not None:
         if args.user is not None or args.asset is not None:
             raise UsageProblem("give either --order, or --user with --asset")
     elif args.user is None or args.asset is None:

@@ -15,7 +15,13 @@ from typing import Any
 
 import cbor2
 
-from state_machine.entries import BALANCE_PREFIX, NEXT_ORDER_ID_KEY, ORDER_PREFIX
+from state_machine.entries import (
+    BALANCE_PREFIX,
+    BRIDGE_KEY,
+    NEXT_ORDER_ID_KEY,
+    NONCE_PREFIX,
+    ORDER_PREFIX,
+)
 
 Json = Any
 
@@ -63,6 +69,13 @@ def _decode_uint(value: bytes) -> Json:
     return decoded
 
 
+def _decode_address(value: bytes) -> Json:
+    decoded = _cbor(value)
+    if type(decoded) is not bytes or len(decoded) != 20:
+        raise UndecodableValue("an address is a 20-byte string")
+    return "0x" + decoded.hex()
+
+
 def _decode_hex(value: bytes) -> Json:
     return value.hex()
 
@@ -90,10 +103,26 @@ def next_order_id_kind(key: bytes) -> EntryKind | None:
     return EntryKind("next_order_id", _decode_uint)
 
 
+def nonce_kind(key: bytes) -> EntryKind | None:
+    """`03 user(20)` -> `nonces/U`, VALUE the integer (network mode)."""
+    if len(key) != 21 or key[0] != NONCE_PREFIX:
+        return None
+    return EntryKind(f"nonces/0x{key[1:21].hex()}", _decode_uint)
+
+
+def bridge_kind(key: bytes) -> EntryKind | None:
+    """`00 "bridge"` -> `bridge`, VALUE the address (network mode)."""
+    if key != BRIDGE_KEY:
+        return None
+    return EntryKind("bridge", _decode_address)
+
+
 KINDS: tuple[Callable[[bytes], EntryKind | None], ...] = (
     next_order_id_kind,
     balance_kind,
     order_kind,
+    nonce_kind,
+    bridge_kind,
 )
 
 

@@ -21,7 +21,11 @@ def book_levels(machine: CoreStateMachine, asset: int) -> dict[str, list[list[in
 def state_json(
     machine: CoreStateMachine, height: int, root: bytes, asset: int | None, user: str | None
 ) -> dict[str, Any]:
-    """The contract's `state` object; `asset`/`user` filter as `--asset`/`--user` do."""
+    """The contract's `state` object; `asset`/`user` filter as `--asset`/`--user` do.
+
+    `nonces` (`{U: N}`, addresses sorted) appears only when a nonce exists; `--user`
+    keeps that user's only.
+    """
     if asset is None:
         assets = sorted(a for a, book in machine.books.items() if not book.is_empty())
     else:
@@ -41,4 +45,10 @@ def state_json(
         owner: {str(a): value for a, value in sorted(per_asset.items())}
         for owner, per_asset in accounts.items()
     }
-    return {"height": height, "state_root": root.hex(), "books": books, "balances": balances}
+    result = {"height": height, "state_root": root.hex(), "books": books, "balances": balances}
+    nonces = sorted(
+        (owner, nonce) for owner, nonce in machine.nonces.items() if user in (None, owner)
+    )
+    if nonces:  # network mode only (spec/signed.md): block-file stores show none
+        result["nonces"] = dict(nonces)
+    return result
