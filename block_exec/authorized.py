@@ -101,3 +101,18 @@ def apply_authorized_block(
     return BlockResult(
         block.height, block.time, block_hash, tuple(receipts), block.txs, None, block_bytes
     )
+
+
+def encode_auth(auth: Sequence[TxAuth]) -> bytes:
+    """The stored form of a block's auth: per tx, signer (20 bytes) then nonce (u64 BE)."""
+    return b"".join(bytes.fromhex(a.signer[2:]) + a.nonce.to_bytes(8, "big") for a in auth)
+
+
+def decode_auth(data: bytes, where: str) -> list[TxAuth]:
+    """The auth `encode_auth` wrote; BlockSchemaError naming `where` if not 28 bytes a tx."""
+    if len(data) % 28:
+        raise BlockSchemaError(f"{where}: auth of {len(data)} bytes is not 28 bytes per tx")
+    return [
+        TxAuth("0x" + data[i : i + 20].hex(), int.from_bytes(data[i + 20 : i + 28], "big"))
+        for i in range(0, len(data), 28)
+    ]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from block_exec.apply import apply_block
-from block_exec.authorized import apply_authorized_block
+from block_exec.authorized import apply_authorized_block, decode_auth, encode_auth
 from block_exec.decode import decode_cbor_block
 from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
@@ -115,6 +115,7 @@ class Executor:
             executor.state = restored.machine
             executor.commitment = built[0] if built else commitment_of(restored.entries)
             executor.height = restored.height
+            executor.chain_id = store.chain_id
             executor._keeps_unsaved = True
             if restored.height:
                 # Its block row, or the base of a store restored from a snapshot.
@@ -122,8 +123,11 @@ class Executor:
                     store, restored.height
                 )
             for stored in store.blocks_after(restored.height):
-                block = decode_cbor_block(stored.block_bytes, f"stored block {stored.height}")
-                result = executor._apply(block)
+                where = f"stored block {stored.height}"
+                block = decode_cbor_block(stored.block_bytes, where)
+                # A network block replays with the auth it was applied with.
+                auth = decode_auth(stored.auth, where) if stored.auth else None
+                result = executor._apply(block, auth)
                 if result.block_hash != stored.block_hash:
                     raise BlockSequenceError(
                         f"stored block {stored.height}: hash does not match its bytes"
@@ -177,10 +181,12 @@ class Executor:
         """
         if self._broken is not None:
             raise ExecutorBroken(self._broken)
+        if auth is None and self.chain_id is not None:
+            auth = ()  # a network chain applies no unsigned tx: an empty block only
         result = self._apply(block, auth)
         if self.store is not None:
             try:
-                self._persist(block, result)
+                self._persist(block, result, auth)
             except BaseException as exc:
                 # The state in memory is now a block ahead of the store: applying more
                 # would acknowledge blocks a restart cannot rebuild. Reopening recovers
@@ -205,7 +211,9 @@ class Executor:
             result.state_root = self.state_root
         return result
 
-    def _persist(self, block: Block, result: BlockResult) -> None:
+    def _persist(
+        self, block: Block, result: BlockResult, auth: Sequence[TxAuth] | None = None
+    ) -> None:
         assert self.store is not None
         root_hex = None if result.state_root is None else result.state_root.hex()
         result.receipts_line = block_receipts_line(block.height, root_hex, result.receipts)
@@ -228,6 +236,7 @@ class Executor:
                 for receipt in result.receipts
                 for cancellation in receipt.cancellations
             ],
+            auth=b"" if auth is None else encode_auth(auth),
         )
         checkpoint = None
         if result.state_root is not None:
@@ -275,7 +284,9 @@ class Executor:
         commitment = commitment_of(entries)
         if self.store is not None:
             # The genesis state is checkpoint 0: a restart restores it without InitChain.
-            self.store.write_checkpoint(Checkpoint(0, entries, roots_of(commitment)))
+            self.store.write_checkpoint(
+                Checkpoint(0, entries, roots_of(commitment)), chain_id=chain_id
+            )
         self.state = machine
         self.commitment = commitment
         self._unsaved = {}

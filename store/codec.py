@@ -36,8 +36,10 @@ def frame(items: list[object]) -> bytes:
     return zlib.crc32(payload).to_bytes(4, "big") + payload
 
 
-def unframe(what: str, value: bytes | None, length: int) -> list[object]:
-    """Check the checksum and decode a CBOR array of `length` items."""
+def unframe(
+    what: str, value: bytes | None, length: int, longest: int | None = None
+) -> list[object]:
+    """Check the checksum and decode a CBOR array of `length` (to `longest`) items."""
     if value is None:
         raise CorruptStore(f"{what}: missing")
     if len(value) < 5 or zlib.crc32(value[4:]).to_bytes(4, "big") != value[:4]:
@@ -46,7 +48,7 @@ def unframe(what: str, value: bytes | None, length: int) -> list[object]:
         items = cbor2.loads(value[4:])
     except Exception as exc:  # cbor2 raises several types on garbage
         raise CorruptStore(f"{what}: undecodable value ({type(exc).__name__})") from None
-    if not isinstance(items, list) or len(items) != length:
+    if not isinstance(items, list) or not length <= len(items) <= (longest or length):
         raise CorruptStore(f"{what}: want an array of {length} items")
     return items
 
@@ -94,25 +96,49 @@ def decode_base(value: bytes | None) -> StoreBase | None:
     return StoreBase(uint("base", height, 1), uint("base", time), raw("base", block_hash, 32))
 
 
+def decode_chain_id(value: bytes | None) -> str | None:
+    """The meta row `00 "chain_id"` (network mode), None when absent."""
+    if value is None:
+        return None
+    (chain_id,) = unframe("chain id", value, 1)
+    try:
+        return raw("chain id", chain_id).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptStore("chain id: not UTF-8") from None
+
+
 # -- blocks -----------------------------------------------------------------------------
 
 
 def encode_block(
-    time: int, block_hash: bytes, prev_hash: bytes, block_bytes: bytes, receipts: bytes
+    time: int,
+    block_hash: bytes,
+    prev_hash: bytes,
+    block_bytes: bytes,
+    receipts: bytes,
+    auth: bytes = b"",
 ) -> bytes:
-    return frame([time, block_hash, prev_hash, block_bytes, receipts])
+    """A block row; a network block's non-empty `auth` is a sixth item (spec/store.md)."""
+    items: list[object] = [time, block_hash, prev_hash, block_bytes, receipts]
+    if auth:
+        items.append(auth)
+    return frame(items)
 
 
 def decode_block(height: int, value: bytes | None) -> StoredBlock:
     what = f"block {height}"
-    time, block_hash, prev_hash, block_bytes, receipts = unframe(what, value, 5)
+    items = unframe(what, value, 5, 6)
+    auth = raw(what, items[5]) if len(items) == 6 else b""
+    if len(items) == 6 and not auth:
+        raise CorruptStore(f"{what}: an empty auth item is never stored")
     return StoredBlock(
         height,
-        uint(what, time),
-        raw(what, block_hash),
-        raw(what, prev_hash),
-        raw(what, block_bytes),
-        raw(what, receipts),
+        uint(what, items[0]),
+        raw(what, items[1]),
+        raw(what, items[2]),
+        raw(what, items[3]),
+        raw(what, items[4]),
+        auth,
     )
 
 

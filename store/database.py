@@ -175,6 +175,7 @@ class Store:
             self._db.get(K.HEAD_KEY)
         )
         self.base = codec.decode_base(self._db.get(K.BASE_KEY))
+        self.chain_id = codec.decode_chain_id(self._db.get(K.CHAIN_ID_KEY))
         if self.base is not None and self.base.height > self.head_height:
             raise CorruptStore(f"base {self.base.height} is above the head {self.head_height}")
         self._checkpoint_heights = self._load_checkpoint_heights()
@@ -319,6 +320,7 @@ class Store:
                     self.head_hash,
                     record.block_bytes,
                     record.receipts,
+                    record.auth,
                 ),
             )
         ]
@@ -423,14 +425,22 @@ class Store:
         )
 
     @_guarded
-    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Checkpoint the state at the head, in one synced batch (then prune)."""
+    def write_checkpoint(self, checkpoint: Checkpoint, chain_id: str | None = None) -> None:
+        """Checkpoint the state at the head, in one synced batch (then prune).
+
+        `chain_id` (network mode, with the genesis checkpoint 0) goes into the meta row
+        `00 "chain_id"` in the same batch.
+        """
         if checkpoint.height != self.head_height:
             raise StoreError(
                 f"checkpoint {checkpoint.height} is not at the head {self.head_height}"
             )
         with self._db.write_batch(transaction=True, sync=True) as batch:
+            if chain_id is not None:
+                batch.put(K.CHAIN_ID_KEY, codec.frame([chain_id.encode()]))
             info = self._stage_checkpoint(batch, checkpoint, self.head_hash)
+        if chain_id is not None:
+            self.chain_id = chain_id
         self.last_batch_bytes = self._checkpoint_bytes
         self._checkpoint_written(info)
 

@@ -22,6 +22,7 @@ CHECKPOINT_CHANGES = b"\x13"
 
 FORMAT_KEY = META + b"format"
 INTERVAL_KEY = META + b"checkpoint_interval"
+CHAIN_ID_KEY = META + b"chain_id"  # network mode only (spec/signed.md)
 HEAD_KEY = META + b"head"
 BASE_KEY = META + b"base"  # a store that starts at a snapshot (state sync)
 

@@ -53,6 +53,7 @@ class BlockRecord:
     placed: Sequence[OrderPlaced]
     fills: Sequence[Fill]
     cancellations: Sequence[Cancellation]
+    auth: bytes = b""  # network mode: who signed each tx (opaque here; empty otherwise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class StoredBlock:
     prev_hash: bytes
     block_bytes: bytes
     receipts: bytes
+    auth: bytes = b""  # network mode: the block's auth as stored (empty otherwise)
 
 
 @dataclass(frozen=True, slots=True)

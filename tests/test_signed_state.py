@@ -8,6 +8,7 @@ cbf1e27), so they check that the new entry kinds change nothing for block files.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -255,3 +256,42 @@ def test_malformed_auth_refuses_the_block(auth: list[TxAuth], problem: str) -> N
     with pytest.raises(BlockSchemaError, match=problem):
         executor.apply_block(Block(1, 0, (Withdraw(ALICE, 0, 1),)), auth=auth)
     assert executor.height == 0 and executor.state_root == root
+
+
+# -- persistence ------------------------------------------------------------------------------
+
+def test_genesis_and_signed_blocks_survive_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "node")
+    with Executor.open(path, checkpoint_interval=3) as executor:
+        genesis_root = executor.init_chain(_genesis(), CHAIN)
+    with Executor.open(path) as executor:  # no InitChain: the genesis is checkpoint 0
+        assert executor.height == 0 and executor.chain_id == CHAIN
+        assert executor.bridge == BRIDGE and executor.state_root == genesis_root
+        assert executor.init_chain(_genesis(), CHAIN) == genesis_root  # CometBFT again
+        for height in range(1, 6):  # checkpoint at 3; 4 and 5 are replayed on open
+            _receipts(executor, [(Withdraw(ALICE, 0, 1), ALICE, height - 1),
+                                 (Deposit(BOB, 0, 1), BRIDGE, height - 1)])
+        root = executor.state_root
+        entries = state_entries(executor.state)
+    with Executor.open(path) as executor:
+        assert executor.height == 5 and executor.state_root == root
+        assert state_entries(executor.state) == entries
+        assert executor.nonce(ALICE) == 5 and executor.nonce(BRIDGE) == 5
+        # The replayed blocks 4 and 5 carried their auth: replayed unsigned, the bridge's
+        # deposits would have been refused and Alice's nonce would be 3.
+
+
+def test_a_network_chain_applies_no_unsigned_tx(tmp_path: Path) -> None:
+    executor = _executor()
+    with pytest.raises(BlockSchemaError, match="0 auth entries for 1 txs"):
+        executor.apply_block(Block(1, 0, (Withdraw(ALICE, 0, 1),)))
+    executor.apply_block(Block(1, 0, ()))  # an empty block needs no auth
+    assert executor.height == 1
+
+
+def test_a_block_file_store_rows_are_unchanged(tmp_path: Path) -> None:
+    with Executor.open(str(tmp_path / "n")) as executor:
+        executor.apply_block(Block(1, 0, (Deposit(ALICE, 0, 1),)))
+        stored = executor.store.block(1) if executor.store else None
+        assert stored is not None and stored.auth == b""
+        assert executor.chain_id is None
