@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
 from block_exec.commands.base import Command, CommandFailed, nonnegative, open_store, print_json
-from store.records import Entry, Roots
-from store.roots import commitment_of, roots_of
+from store.roots import compute_roots
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "history row (an audit: reads the whole store)")
 
 
-def _compute_roots(entries: Sequence[Entry]) -> Roots:
-    return roots_of(commitment_of(entries))
-
-
 def handle(args: argparse.Namespace) -> int:
     with open_store(args.db) as store:
         heights = store.checkpoint_heights()
@@ -30,11 +24,11 @@ def handle(args: argparse.Namespace) -> int:
                 f"height {args.height} is not a kept checkpoint (kept: "
                 f"{', '.join(map(str, heights)) or 'none'})"
             )
-        restored = store.restore(args.height, _compute_roots)
+        restored = store.restore(args.height, compute_roots)
         if restored.checkpoint is None:
             raise CommandFailed(f"{args.db}: no checkpoint to verify yet")
         if args.all:
-            store.verify_all(_compute_roots)
+            store.verify_all(compute_roots)
         machine = restored.machine
         print_json(
             {
