@@ -139,12 +139,8 @@ def test_proposals(app: Application) -> None:
     assert late.status == abci.ResponseProcessProposal.ACCEPT
 
 
-@pytest.mark.parametrize("app", [
-    1,
-    pytest.param(4, marks=pytest.mark.xfail(
-        strict=True, reason="the store does not keep a block's TxAuth yet: a reopened store "
-        "replays blocks after its checkpoint without nonces")),
-], indirect=True)
+# 4: the reopened store replays block 1 from its log, with the signers stored with it.
+@pytest.mark.parametrize("app", [1, 4], indirect=True)
 def test_finalize_commit_query(app: Application, store_dir: Path) -> None:
     deposit = sign_tx(BRIDGE_KEY, CHAIN, 0, Deposit(BOB, 0, 7))
     forged = sign_tx(BOB_KEY, CHAIN, 0, Deposit(BOB, 0, 7))

@@ -22,6 +22,7 @@ class Pending:
     """A block applied in memory and not yet committed."""
 
     block: Block
+    auth: Sequence[TxAuth]
     result: BlockResult
     app_hash: bytes
 
@@ -45,7 +46,7 @@ class Ledger:
             )
         executor = self.executor
         result = executor._apply(block, auth)
-        self.pending = Pending(block, result, executor.state_root)
+        self.pending = Pending(block, auth, result, executor.state_root)
         return self.pending
 
     def commit(self) -> int:
@@ -54,6 +55,6 @@ class Ledger:
         if pending is None:
             return self.executor.height
         if self.executor.store is not None:
-            self.executor._persist(pending.block, pending.result)
+            self.executor._persist(pending.block, pending.result, pending.auth)
         self.pending = None
         return pending.block.height
