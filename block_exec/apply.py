@@ -34,15 +34,22 @@ def full_state_root(state: CoreStateMachine) -> bytes:
 
 
 def apply_block(
-    state: CoreStateMachine, block: Block, checkpoint_interval: int | None = None
+    state: CoreStateMachine,
+    block: Block,
+    checkpoint_interval: int | None = None,
+    *,
+    block_bytes: bytes | None = None,
 ) -> BlockResult:
     """Apply every tx of `block` to `state`; raise BlockSchemaError (state untouched) first
     if the block is outside the schema.
 
     With `checkpoint_interval`, the result carries the state root when the block's height
     is a multiple of it (computed from scratch: `Executor` keeps it incrementally).
+    `block_bytes`: the block's canonical CBOR from `validate.checked_block_bytes`, for a
+    caller that has checked the block already (the check is then not repeated).
     """
-    block_bytes = encode_block_checked(block)
+    if block_bytes is None:
+        block_bytes = encode_block_checked(block)
     block_hash = blake3.blake3(block_bytes).digest()
     receipts: list[Receipt] = []
     add_receipt = receipts.append

@@ -77,14 +77,19 @@ def _apply_tx(state: CoreStateMachine, tx: Tx) -> Receipt:
 
 
 def apply_authorized_block(
-    state: CoreStateMachine, block: Block, auth: Sequence[TxAuth]
+    state: CoreStateMachine,
+    block: Block,
+    auth: Sequence[TxAuth],
+    *,
+    block_bytes: bytes | None = None,
 ) -> BlockResult:
     """Apply a network block whose tx i was signed as `auth[i]`.
 
     Raises BlockSchemaError (state untouched) if the block or `auth` is malformed. The
     result is shaped as `apply_block`'s (no state root: the executor adds it).
     """
-    block_bytes = encode_block_checked(block)
+    if block_bytes is None:  # else checked by the caller (validate.checked_block_bytes)
+        block_bytes = encode_block_checked(block)
     check_auth(block, auth)
     block_hash = blake3.blake3(block_bytes).digest()
     nonces = state.nonces

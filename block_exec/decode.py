@@ -17,7 +17,7 @@ import cbor2
 import orjson
 
 from block_exec.encode import MAX_U64, encode_block
-from block_exec.errors import BlockDecodeError
+from block_exec.errors import BlockDecodeError, field_named
 from block_exec.types import Block, Cancel, Deposit, Limit, Market, Tx, Withdraw
 from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
 
@@ -142,8 +142,11 @@ def _tx_problem(tx: object) -> str:
     return "malformed tx"  # unreachable when the fast path and this walk agree
 
 
-def _fail(where: str, problem: str) -> NoReturn:
-    raise BlockDecodeError(f"{where}: {problem}")
+def _fail(
+    where: str, problem: str, *, height: int | None = None, tx_index: int | None = None
+) -> NoReturn:
+    raise BlockDecodeError(f"{where}: {problem}", height=height, tx_index=tx_index,
+                           field=field_named(problem))
 
 
 def block_from_obj(obj: object, where: str) -> Block:
@@ -163,10 +166,10 @@ def block_from_obj(obj: object, where: str) -> Block:
     time = obj["time"]
     problem = _int_problem(time, 0, "2^64-1", MAX_U64)
     if problem is not None:
-        _fail(where, f'field "time": {problem}')
+        _fail(where, f'field "time": {problem}', height=height)
     raw_txs = obj["txs"]
     if type(raw_txs) is not list:
-        _fail(where, f'field "txs": expected an array, got {_show(raw_txs)}')
+        _fail(where, f'field "txs": expected an array, got {_show(raw_txs)}', height=height)
 
     txs: list[Tx] = []
     append = txs.append
@@ -241,7 +244,7 @@ def block_from_obj(obj: object, where: str) -> Block:
             return Block(height, time, tuple(txs))
     except TypeError:  # an unhashable value (array, object) where a name was expected
         pass
-    _fail(where, f"tx {index}: {_tx_problem(raw_txs[index])}")
+    _fail(where, f"tx {index}: {_tx_problem(raw_txs[index])}", height=height, tx_index=index)
 
 
 # -- JSON ---------------------------------------------------------------------------
@@ -341,7 +344,8 @@ def _decode_cbor_item(
                 problem = _keys_problem(tx, _LIMIT_KEYS, frozenset())
                 if problem == 'missing field "tif"':
                     problem += " (required in CBOR)"
-                _fail(f"{where} (height {obj['height']})", f"tx {index}: {problem}")
+                _fail(f"{where} (height {obj['height']})", f"tx {index}: {problem}",
+                      height=obj["height"], tx_index=index)
     block = block_from_obj(obj, where)
     canonical = encode_block(block)
     end = pos + len(canonical)
@@ -353,6 +357,7 @@ def _decode_cbor_item(
         _fail(
             f"{where} (height {block.height})",
             f"non-canonical CBOR (differs from the canonical encoding at byte {pos + offset})",
+            height=block.height,
         )
     return block, end
 
@@ -361,7 +366,8 @@ def decode_cbor_block(data: bytes, where: str = "block") -> Block:
     """Decode exactly one canonical CBOR block; trailing bytes are refused."""
     block, end = _decode_cbor_item(memoryview(data), 0, where)
     if end != len(data):
-        _fail(f"{where} (height {block.height})", f"{len(data) - end} trailing bytes after it")
+        _fail(f"{where} (height {block.height})", f"{len(data) - end} trailing bytes after it",
+              height=block.height)
     return block
 
 

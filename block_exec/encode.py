@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import blake3
 import orjson
 
-from block_exec.errors import BlockSchemaError
+from block_exec.errors import BlockSchemaError, field_named
 from block_exec.types import Block, Cancel, Deposit, Limit, Market, Receipt, Tx, Withdraw
 from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
 from state_machine.types import SIDE_NAMES, TIF_NAMES
@@ -177,20 +177,36 @@ def tx_schema_error(tx: object) -> str | None:
 
 def block_schema_error(block: object) -> str | None:
     """Why a constructed block is outside the schema (one line), or None if it is not."""
+    error = _block_schema_exception(block)
+    return None if error is None else str(error)
+
+
+def _block_schema_exception(block: object) -> BlockSchemaError | None:
+    """The BlockSchemaError for `block` (message, height, tx index, field), or None."""
     if type(block) is not Block:
-        return f"not a Block: {type(block).__name__}"
+        return BlockSchemaError(f"not a Block: {type(block).__name__}")
     height = block.height
     if not _is_int(height, 1, MAX_U64):
-        return f'block: field "height": expected an integer in [1, 2^64-1], got {height!r}'
+        return BlockSchemaError(
+            f'block: field "height": expected an integer in [1, 2^64-1], got {height!r}',
+            field="height",
+        )
     where = f"block (height {height})"
     if not _is_int(block.time, 0, MAX_U64):
-        return f'{where}: field "time": expected an integer in [0, 2^64-1], got {block.time!r}'
+        return BlockSchemaError(
+            f'{where}: field "time": expected an integer in [0, 2^64-1], got {block.time!r}',
+            height=height, field="time",
+        )
     if type(block.txs) is not tuple:
-        return f'{where}: field "txs": expected a tuple, got {type(block.txs).__name__}'
+        return BlockSchemaError(
+            f'{where}: field "txs": expected a tuple, got {type(block.txs).__name__}',
+            height=height, field="txs",
+        )
     for index, tx in enumerate(block.txs):
         problem = tx_schema_error(tx)
         if problem is not None:
-            return f"{where}: tx {index}: {problem}"
+            return BlockSchemaError(f"{where}: tx {index}: {problem}", height=height,
+                                    tx_index=index, field=field_named(problem))
     return None
 
 
@@ -251,8 +267,7 @@ def encode_block_checked(block: Block) -> bytes:
                 return encode_block(block)
     except TypeError:  # e.g. an unhashable value where an enum was expected
         pass
-    problem = block_schema_error(block)
-    raise BlockSchemaError(problem or "block: malformed")
+    raise _block_schema_exception(block) or BlockSchemaError("block: malformed")
 
 
 def block_hash(block: Block) -> bytes:

@@ -10,7 +10,19 @@ need not parse the message. Rejections of a single well-formed tx (insufficient 
 
 from __future__ import annotations
 
+import re
+
 from state_machine.errors import CoreledgerError
+
+_FIELD = re.compile(r'field "([^"]*)"')
+
+
+def field_named(problem: str) -> str | None:
+    """The field a problem text of this package names (`field "price": ...`,
+    `missing field "tif"`, `unknown field "x"`), or None. Used where an error is raised,
+    so that callers read `BlockError.field` instead of the message."""
+    match = _FIELD.search(problem)
+    return None if match is None else match.group(1)
 
 
 class BlockError(CoreledgerError):

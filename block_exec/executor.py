@@ -22,7 +22,7 @@ from block_exec.errors import BlockSequenceError
 from block_exec.genesis import Genesis, GenesisError, genesis_balances_state
 from block_exec.signed import TxAuth
 from block_exec.types import Block, BlockResult
-from block_exec.validate import check_sequence, validate_block
+from block_exec.validate import checked_block_bytes, validate_block
 from merkle import NamespacedCommitment
 from state_machine import (
     CoreStateMachine,
@@ -199,11 +199,12 @@ class Executor:
         return result
 
     def _apply(self, block: Block, auth: Sequence[TxAuth] | None = None) -> BlockResult:
-        check_sequence(block, self.height, self.last_time)
+        # The one error precedence (schema, then sequence) that `validate` uses too.
+        block_bytes = checked_block_bytes(block, self.height, self.last_time)
         if auth is None:
-            result = apply_block(self.state, block)
+            result = apply_block(self.state, block, block_bytes=block_bytes)
         else:
-            result = apply_authorized_block(self.state, block, auth)
+            result = apply_authorized_block(self.state, block, auth, block_bytes=block_bytes)
         self.height = block.height
         self.last_time = block.time
         self.last_block_hash = result.block_hash
