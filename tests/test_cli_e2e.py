@@ -502,6 +502,55 @@ def test_kill_9_and_resume_matches_uninterrupted(
             "history", "--db", ref["db"], *who)
 
 
+def _whole_receipt_lines(path: Path, reference: dict[int, Json]) -> int:
+    """Check the receipts file holds only whole lines, the reference's, from height 1 on;
+    return the last height written."""
+    data = path.read_bytes() if path.exists() else b""
+    assert data == b"" or data.endswith(b"\n"), data[-80:]
+    heights = []
+    for line in data.decode().splitlines():
+        parsed = json.loads(line)
+        assert parsed == reference[parsed["height"]]
+        heights.append(parsed["height"])
+    assert heights == list(range(1, len(heights) + 1))
+    return len(heights)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT"])
+def test_interrupted_run_leaves_whole_receipt_lines(
+    tmp_path: Path, crash_reference: Json, how: str
+) -> None:
+    """Killed (kill -9) or stopped (SIGTERM/SIGINT) mid-run, `run --receipts` leaves only
+    complete lines, one for each stored block: each is written whole as soon as its block
+    is stored, never held (or left half) in a buffer."""
+    rng = random.Random(77)
+    checked = 0
+    for attempt in range(6):
+        db, receipts = tmp_path / f"db{attempt}", tmp_path / f"r{attempt}.jsonl"
+        proc = _start_sim_run(db, receipts)
+        delay = crash_reference["seconds"] * rng.uniform(0.3, 0.8)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(getattr(signal, how))
+        _, err = proc.communicate(timeout=TIMEOUT)
+        written = _whole_receipt_lines(receipts, crash_reference["receipts"])
+        if proc.returncode == 0 or written == 0:
+            continue  # finished before the signal, or stopped before the first block
+        if how == "SIGKILL":
+            assert proc.returncode == -signal.SIGKILL
+            # Nothing held back in a buffer either: at most the block being stored when
+            # the kill came is stored without its line.
+            assert head(db)[0] - 1 <= written <= head(db)[0]
+        else:  # a clean stop at a block boundary: exit 1, one line, every block stored
+            assert proc.returncode == 1 and "interrupted" in err, err
+            assert written == head(db)[0]
+        checked += 1
+        if checked >= 2:
+            break
+    assert checked >= 1, "never interrupted mid-run"
+
+
 # -- 4. resume and refusal ------------------------------------------------------------
 
 
@@ -865,6 +914,62 @@ def test_prove_and_verify_proof(tmp_path: Path, tiny: tuple[Path, Path, Path]) -
     assert_error(cli("prove", "--db", db, "--order", "0"), 1)
 
 
+def _refused_naming(tmp_path: Path, root: str, proof: Json, field: str,
+                    *extra: str) -> None:
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(proof))
+    line = assert_error(cli("verify-proof", "--root", root, *extra, path), 1)
+    assert f"field {field!r}" in line, (field, line)
+
+
+def test_verify_proof_checks_every_field(tmp_path: Path, tiny: tuple[Path, Path, Path]
+                                         ) -> None:
+    """Each field a person reads must agree with the bytes the proof proves."""
+    _, db, _ = tiny
+    root = head(db)[1]
+    balance = _proof(db, "--user", B, "--asset", "1")  # B holds 77 available, 3 locked
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(balance))
+    out = json.loads(cli("verify-proof", "--root", root, path, check=0).stdout)
+    assert out == {"valid": True, "root": root, "height": 3, "key": f"balances/{B}/1",
+                   "included": True, "value": {"available": 77, "locked": 3}}
+    assert cli("verify-proof", "--root", root, "--height", "3", path).returncode == 0
+
+    value = balance["value"]
+    for field, edited in [
+        ("value", {**value, "locked": value["locked"] + 1}),
+        ("value", {**value, "locked": float(value["locked"])}),  # 3.0 is not 3
+        ("value", {**value, "locked": True}),
+        ("value", None),
+        ("namespace_hex", "01" + "00" * 4),  # the balances of asset 0, not asset 1
+        ("key", f"balances/{B}/2"),
+        ("key", f"balances/{A}/1"),
+        ("included", False),
+        ("root", _flip_bit(root, 1)),
+        ("height", "3"),
+        ("height", -1),
+    ]:
+        _refused_naming(tmp_path, root, dict(balance, **{field: edited}), field)
+    _refused_naming(tmp_path, root, balance, "height", "--height", "6")
+    _refused_naming(tmp_path, root, dict(balance, note="trust me"), "note")
+    _refused_naming(tmp_path, root, {k: v for k, v in balance.items() if k != "proof_hex"},
+                    "proof_hex")
+    # Fields left out are not checked (the proof still binds key and value); those given are.
+    bare = {k: balance[k] for k in ("key_hex", "value_hex", "proof_hex")}
+    assert _check_proof(tmp_path, root, bare) == 0
+
+    resting = _proof(db, "--order", "7")
+    assert resting["key"] == "books/1/orders/7"
+    assert set(resting["value"]) == {"user", "side", "price", "size"}
+    assert _check_proof(tmp_path, root, resting) == 0
+    _refused_naming(tmp_path, root, dict(resting, value=dict(resting["value"], side="buy"
+                    if resting["value"]["side"] == "sell" else "sell")), "value")
+    absent = _proof(db, "--order", "1")
+    assert absent["value"] is None
+    _refused_naming(tmp_path, root, dict(absent, value=resting["value"]), "value")
+    _refused_naming(tmp_path, root, dict(absent, included=True), "included")
+
+
 def rng_bits(total: int, count: int, seed: int) -> list[int]:
     rng = random.Random(seed)
     return sorted(rng.sample(range(total), min(count, total)))
@@ -923,6 +1028,35 @@ def test_diff(tmp_path: Path) -> None:
     assert same["state_root"]["db"] == same["state_root"]["other"]
     assert_error(cli("diff", "--db", a, "--other", tmp_path / "nowhere"), 1)
     assert_error(cli("diff", "--db", a, "--other", b, "--height", "3"), 1)
+
+
+def test_diff_lists_globals_and_blocks_alone(tmp_path: Path) -> None:
+    """States differing only in next_order_id are listed; blocks differing with equal
+    states give equal false and an empty list."""
+    deposit = {"op": "deposit", "user": A, "asset": 0, "amount": 1000}
+    withdraw = {"op": "withdraw", "user": A, "asset": 0, "amount": 1000}
+    first = {"height": 1, "time": 10, "txs": [deposit]}
+    plain = [first, {"height": 2, "time": 20, "txs": []}]
+    # An ioc buy with nothing to meet takes id 1 and leaves nothing else changed.
+    with_ioc = [first, {"height": 2, "time": 20, "txs": [limit(A, 1, "buy", 5, 10, "ioc")]}]
+    # Deposit and withdraw of the same amount: another block, the same state.
+    round_trip = [first, {"height": 2, "time": 20, "txs": [deposit, withdraw]}]
+    for name, blocks in (("plain", plain), ("ioc", with_ioc), ("trip", round_trip)):
+        run_blocks(tmp_path / name, write_jsonl(tmp_path / f"{name}.jsonl", blocks),
+                   "--checkpoint-interval", "2")
+
+    proc = cli("diff", "--db", tmp_path / "plain", "--other", tmp_path / "ioc")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["differences"] == [{"key": "next_order_id", "db": 1, "other": 2}]
+    assert report["equal"] is False and report["first_divergent_height"] == 2
+
+    proc = cli("diff", "--db", tmp_path / "plain", "--other", tmp_path / "trip")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["differences"] == [] and report["equal"] is False
+    assert report["first_divergent_height"] == 2
+    assert report["state_root"]["db"] == report["state_root"]["other"]
 
 
 # -- 7. usage errors, help, missing stores ------------------------------------------------
