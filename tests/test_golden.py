@@ -20,8 +20,16 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from block_exec import Executor, decode_json_block, encode_block, read_block_file
+from block_exec import (
+    Executor,
+    block_from_obj,
+    block_receipts_line,
+    decode_json_block,
+    encode_block,
+    read_block_file,
+)
 from block_exec.cli import main as cli_main
+from block_exec.simulate import MarketConfig, SimulatedMarket
 from state_machine import Order, Side, state_entries
 from state_machine.entries import (
     NEXT_ORDER_ID_KEY,
@@ -282,3 +290,30 @@ def test_reference_tree_matches_the_merkle_vectors() -> None:
     root, subs = smt.namespaced_roots(grouped)
     assert {n.hex(): r.hex() for n, r in subs.items()} == ns["namespace_roots"]
     assert root.hex() == ns["root"]
+
+
+def test_simulated_market_matches_the_reference(tmp_path: Path) -> None:
+    """A realistic workload (the built-in simulated market: hundreds of entries, deeper
+    trees, every op): receipts, every block hash and state root and
+    the final entries agree with the reference."""
+    market = SimulatedMarket(MarketConfig(blocks=30))
+    executor = Executor(checkpoint_interval=1)
+    lines, results = [], []
+    for height in range(1, 31):
+        obj = market.block(height, executor.state)
+        lines.append(json.dumps(obj))
+        results.append(executor.apply_block(block_from_obj(obj, "sim")))
+    path = tmp_path / "sim.blocks.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    outcomes = ledger.run(path)
+    assert len(outcomes[-1].entries) > 300
+    assert sum(len(r.fills) for o in outcomes for r in o.results) > 50
+    assert ledger.receipts_lines(outcomes) == [
+        block_receipts_line(r.height, None, r.receipts) for r in results
+    ]
+    for result, outcome in zip(results, outcomes, strict=True):
+        assert result.block_hash == outcome.block_hash
+        assert result.block_bytes == outcome.block_bytes
+        assert result.state_root == outcome.state_root, result.height
+    assert dict(state_entries(executor.state)) == outcomes[-1].entries
+    assert dict(executor.roots().namespaces) == outcomes[-1].namespace_roots
