@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from state_machine import CoreStateMachine, OrderBook
+from state_machine import CoreStateMachine, OrderBook, Side
 
 MASK64 = (1 << 64) - 1
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -138,11 +138,12 @@ class SimulatedMarket:
         book = machine.books.get(asset)
         if book is None:
             return None
-        levels = book.bids if rng.below(2) == 0 else book.asks
-        if not levels:
+        side = Side.BUY if rng.below(2) == 0 else Side.SELL
+        count = book.level_count(side)
+        if not count:
             return None
-        _, level = levels.peekitem(rng.below(len(levels)))
-        order = next(iter(level.values()))
+        _, orders = book.level_at(side, rng.below(count))  # by rank, lowest price first
+        order = orders[0]
         return {"op": "cancel", "user": order.user, "asset": asset, "order_id": order.order_id}
 
     def _taker_tx(self, rng: SplitMix64, asset: int, mid: int) -> TxObject:
@@ -199,10 +200,12 @@ def _limit(user: str, asset: int, side: str, price: int, size: int, tif: str) ->
 
 
 def _book_mid(book: OrderBook | None, default: int) -> int:
-    if book is None or not book.bids or not book.asks:
-        if book is not None and book.bids:
-            return int(book.bids.peekitem(-1)[0])
-        if book is not None and book.asks:
-            return int(book.asks.peekitem(0)[0])
+    best_bid = None if book is None else book.best_bid()
+    best_ask = None if book is None else book.best_ask()
+    if best_bid is None or best_ask is None:
+        if best_bid is not None:
+            return best_bid
+        if best_ask is not None:
+            return best_ask
         return default
-    return (int(book.bids.peekitem(-1)[0]) + int(book.asks.peekitem(0)[0])) // 2
+    return (best_bid + best_ask) // 2

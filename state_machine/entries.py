@@ -23,12 +23,12 @@ that two diverging states name the book or the asset's balances first:
 from __future__ import annotations
 
 import gc
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from heapq import heapify
 
 import cbor2
-from sortedcontainers import SortedDict
 
+from state_machine.book import Level, OrderBook
 from state_machine.machine import CoreStateMachine, StateChanges
 from state_machine.nonces import MAX_NONCE
 from state_machine.types import (
@@ -168,7 +168,7 @@ def machine_from_entries(
 
     Entries must come in strictly ascending key order (as `state_entries` gives them and
     LevelDB stores them): one book's orders are then contiguous and in id order, which is
-    their time priority, so each book is built in one pass and its levels sorted once.
+    their time priority, so each book is built in one pass and its prices heapified once.
     Raises CorruptState naming the key when an entry is malformed, when an account's locked
     funds differ from what its resting orders hold, or when a book is crossed.
 
@@ -199,8 +199,8 @@ def _machine_from_entries(entries: Iterable[Entry], check_canonical: bool) -> Co
     loads = cbor2.loads
     dumps = cbor2.dumps
     book_asset = -1
-    bid_levels: dict[int, OrderedDict[int, Order]] = {}
-    ask_levels: dict[int, OrderedDict[int, Order]] = {}
+    bid_levels: dict[int, Level] = {}
+    ask_levels: dict[int, Level] = {}
     max_order_id = 0
     seen_next_id = False
     previous_key = b""
@@ -246,12 +246,13 @@ def _machine_from_entries(entries: Iterable[Entry], check_canonical: bool) -> Co
             user = users.get(user_raw)
             if user is None:
                 user = users[user_raw] = "0x" + user_raw.hex()
-            order = Order(order_id, user, asset, _SIDES[side], price, size)
             levels = ask_levels if side else bid_levels
             level = levels.get(price)
             if level is None:
-                level = levels[price] = OrderedDict()
-            level[order_id] = order
+                level = levels[price] = Level(price)
+            order = Order(order_id, user, asset, _SIDES[side], level.price, size)
+            level.append(order)
+            level.live += 1
             resting[order_id] = order
             if order_id > max_order_id:
                 max_order_id = order_id
@@ -335,12 +336,16 @@ def _reencoded(dumps: Callable[[object], bytes], decoded: object) -> bytes:
 def _install_book(
     machine: CoreStateMachine,
     asset: int,
-    bid_levels: dict[int, OrderedDict[int, Order]],
-    ask_levels: dict[int, OrderedDict[int, Order]],
+    bid_levels: dict[int, Level],
+    ask_levels: dict[int, Level],
 ) -> None:
-    """Give `asset` its book, sorting each side's levels once (not once per level)."""
+    """Give `asset` its book, heapifying each side's prices once (O(levels))."""
     if asset < 0:
         return
-    book = machine.book(asset)
-    book.bids = SortedDict(bid_levels)
-    book.asks = SortedDict(ask_levels)
+    book = machine.books[asset] = OrderBook(asset)
+    book.bid_levels = bid_levels
+    book.ask_levels = ask_levels
+    book.bid_heap = [-price for price in bid_levels]
+    book.ask_heap = list(ask_levels)
+    heapify(book.bid_heap)
+    heapify(book.ask_heap)

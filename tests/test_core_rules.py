@@ -228,7 +228,7 @@ def test_fifo_within_a_level_and_best_price_first() -> None:
     r = m.limit(C, 1, BUY, 5, 4, GTC)
     assert fills(r) == [(3, 5, A, C, 4, 1), (1, 5, A, C, 5, 2), (2, 5, B, C, 5, 1)]
     assert m.book(1).depth(SELL) == [(5, 3, 2)]
-    assert [o.order_id for o in m.book(1).asks[5].values()] == [2, 4]
+    assert [o.order_id for o in m.book(1).ask_levels[5].orders()] == [2, 4]
     assert m.orders[2].size == 1
 
 

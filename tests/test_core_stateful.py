@@ -252,12 +252,14 @@ class CoreMachineTest(RuleBasedStateMachine):
         for asset, book in sorted(m.books.items()):
             best_bid, best_ask = book.best_bid(), book.best_ask()
             assert best_bid is None or best_ask is None or best_bid < best_ask, "crossed book"
-            for side, levels in ((Side.BUY, book.bids), (Side.SELL, book.asks)):
-                for price, level in levels.items():
+            for side in (Side.BUY, Side.SELL):
+                for price in book.prices(side):
+                    level = book.levels(side)[price].orders()
                     assert level, "no empty level"
-                    ids = list(level)
+                    ids = [order.order_id for order in level]
                     assert ids == sorted(ids), "FIFO = id order within a level"
-                    for order_id, order in level.items():
+                    for order in level:
+                        order_id = order.order_id
                         assert m.orders[order_id] is order
                         assert (order.asset, order.side, order.price) == (asset, side, price)
                         assert order.size >= 1 and order_id < m.next_order_id

@@ -15,7 +15,7 @@ from typing import Any
 from block_exec.views.entries import entry_kind, entry_value
 from merkle import NamespacedCommitment
 from merkle.namespaced import diff_namespaced
-from state_machine import CoreStateMachine
+from state_machine import CoreStateMachine, Side
 from state_machine.entries import ORDER_PREFIX
 
 Difference = dict[str, Any]  # {"key": NAME, "db": VALUE or None, "other": VALUE or None}
@@ -59,10 +59,8 @@ def level_value(machine: CoreStateMachine, level: LevelRef) -> list[int] | None:
     book = machine.books.get(asset)
     if book is None:
         return None
-    orders = (book.bids if side == "bids" else book.asks).get(price)
-    if not orders:
-        return None
-    return [sum(order.size for order in orders.values()), len(orders)]
+    found = book.level_size(Side.BUY if side == "bids" else Side.SELL, price)
+    return None if found is None else list(found)
 
 
 def natural_order(name: str) -> tuple[tuple[int, int, str], ...]:
