@@ -14,9 +14,10 @@ flow; spec/state.md section 3 says what the book is, this is only how it is held
 - a level is a `deque` of orders in arrival order, which is time priority (ids only
   grow). A cancelled order is not searched for: it is marked dead (`size` 0, and gone
   from the machine's order index) and stays in the deque until it reaches the front,
-  where matching drops it, or until the dead outnumber the live, when the level is
-  compacted (O(level), amortised O(1) per cancel; checked after each cancel and once at
-  the end of each take, so a level never holds more dead orders than live ones). A
+  where matching drops it, or until the dead outnumber the live by more than
+  `DEAD_SLACK`, when the level is compacted (O(level), amortised O(1) per cancel;
+  checked after each cancel and once at the end of each take, so a level never holds
+  more than live + DEAD_SLACK dead orders). A
   cancel of the level's first or last order drops it at once. `live` counts the live
   orders: the level leaves the book when it reaches 0, so `bid_levels`/`ask_levels` hold
   exactly the non-empty levels;
@@ -41,6 +42,9 @@ from itertools import islice
 from state_machine.types import Order, Side
 
 L2Level = tuple[int, int, int]  # price, total size, order count
+# A level is compacted when its dead orders outnumber its live ones by more than this: a
+# small level (most are) then usually empties, and is dropped whole, before it needs one.
+DEAD_SLACK = 4
 
 
 class Level(deque[Order]):
@@ -159,7 +163,7 @@ class OrderBook:
 
         Each level non-empty with `live` its count of live orders, at its own price, of
         its own side and asset, in id order (time priority), sharing the level's price,
-        no more dead orders than live ones; each level's price in its side's heap, the
+        no more dead orders than live + DEAD_SLACK; each level's price in its side's heap, the
         heap a heap;
         the book not crossed (spec/state.md I1).
         """
@@ -174,7 +178,7 @@ class OrderBook:
                 assert level.price == price and level.live >= 1, "empty level kept"
                 live = level.orders()
                 assert len(live) == level.live
-                assert len(level) <= 2 * level.live, "dead orders not compacted"
+                assert len(level) <= 2 * level.live + DEAD_SLACK, "dead orders not compacted"
                 ids = [order.order_id for order in live]
                 assert ids == sorted(ids), "FIFO is id order"
                 for order in live:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from heapq import heappop
 
 from state_machine.balances import Balances
-from state_machine.book import Level, OrderBook, add_level
+from state_machine.book import DEAD_SLACK, Level, OrderBook, add_level
 from state_machine.domain import (
     NO_PRICE,
     check_amount,
@@ -56,6 +56,9 @@ GTC = Tif.GTC
 IOC = Tif.IOC
 ALO = Tif.ALO
 USER_CANCEL = CancelReason.USER
+# Builds a result or event named tuple from a tuple in one C call, without the Python-level
+# `__new__` of its class (which only names the same fields): for the hot paths.
+new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,29 +233,33 @@ class CoreStateMachine:
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
-        result = OpResult(True, None, order_id, [], None, [], [])
         balances.dirty[funds_key] = None
         funds[0] -= held
 
         remaining = size
+        fills: list[Fill] | tuple[()] = ()
+        canceled: list[int] | tuple[()] = ()
+        cancellations: list[Cancellation] | tuple[()] = ()
         if crosses:
             assert book is not None
+            fills, canceled, cancellations = [], [], []
             if is_buy:
-                remaining = self._take_asks(book, user, order_id, price, size, None, result)
+                remaining = self._take_asks(
+                    book, user, order_id, price, size, None, fills, canceled, cancellations
+                )
             else:
-                remaining = self._take_bids(book, user, order_id, price, size, result)
+                remaining = self._take_bids(
+                    book, user, order_id, price, size, fills, canceled, cancellations
+                )
             if not remaining:
-                result.resting = 0
-                return result
+                return new_tuple(OpResult, (True, None, order_id, fills, 0, canceled,
+                                            cancellations))
 
         held = price * remaining if is_buy else remaining
         if tif is IOC:
             funds[0] += held
-            result.cancellations.append(
-                Cancellation(order_id, user, asset, side, price, remaining, CancelReason.IOC)
-            )
-            result.resting = 0
-            return result
+            ioc = Cancellation(order_id, user, asset, side, price, remaining, CancelReason.IOC)
+            return OpResult(True, None, order_id, fills, 0, canceled, [*cancellations, ioc])
         funds[1] += held
         if book is None:
             book = self.books[asset] = OrderBook(asset)
@@ -271,8 +278,8 @@ class CoreStateMachine:
         level.live += 1
         self.orders[order_id] = order
         self.dirty_orders[order_id] = order
-        result.resting = remaining
-        return result
+        return new_tuple(OpResult, (True, None, order_id, fills, remaining, canceled,
+                                    cancellations))
 
     def market(self, user: Address, asset: int, side: Side, size: int) -> OpResult:
         """A market order: take until filled or the other side is empty; cancel the rest.
@@ -302,30 +309,38 @@ class CoreStateMachine:
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
-        result = OpResult(True, None, order_id, [], None, [], [])
+        fills: list[Fill] = []
+        canceled: list[int] = []
+        cancellations: list[Cancellation] = []
         remaining = size
         if side is BUY:
             if book is not None and book.ask_levels:
-                remaining = self._take_asks(book, user, order_id, MAX_AMOUNT, size, budget, result)
+                remaining = self._take_asks(
+                    book, user, order_id, MAX_AMOUNT, size, budget, fills, canceled,
+                    cancellations,
+                )
         else:
             funds = balances.account(user, asset)
             funds[0] -= size
             if book is not None and book.bid_levels:
-                remaining = self._take_bids(book, user, order_id, 0, size, result)
+                remaining = self._take_bids(
+                    book, user, order_id, 0, size, fills, canceled, cancellations
+                )
             funds[0] += remaining
         if remaining:
-            result.cancellations.append(
+            cancellations.append(
                 Cancellation(order_id, user, asset, side, 0, remaining, CancelReason.MARKET)
             )
-        return result
+        return OpResult(True, None, order_id, fills, None, canceled, cancellations)
 
     def cancel(self, user: Address, asset: int, order_id: int) -> OpResult:
         """Cancel a resting order of `user` (inlined: a busy venue's most frequent tx).
 
         O(1) amortised: the order is found by id and marked dead where it stands in its
         level (dropped at once from either end of it), the level compacted when its dead
-        outnumber its live (O(level), paid for by those cancels), and an emptied level
-        leaves its side's dict, its price left stale in the heap (see `book`).
+        outnumber its live by more than DEAD_SLACK (O(level), paid for by those cancels),
+        and an emptied level leaves its side's dict, its price left stale in the heap (see
+        `book`).
         """
         # Checked once; the user through the order: a resting order's user is canonical,
         # so only the rejection paths check it in full.
@@ -372,19 +387,25 @@ class CoreStateMachine:
                 level.popleft()
             elif level[-1] is order:
                 level.pop()
-            if len(level) > 2 * live:
+            if len(level) > 2 * live + DEAD_SLACK:
                 level.compact()
         else:
             del levels[price]  # its price stays in the heap, stale, until it is on top
-        return OpResult(
-            True, None, None, [], None, [order_id],
-            [Cancellation(order_id, user, asset, side, price, size, USER_CANCEL)],
-        )
+        return new_tuple(OpResult, (
+            True, None, None, (), None, [order_id],
+            [new_tuple(Cancellation, (order_id, user, asset, side, price, size, USER_CANCEL))],
+        ))
 
     # -- matching ----------------------------------------------------------------------
 
-    def _release(self, order: Order, reason: CancelReason, result: OpResult) -> None:
-        """Unlock what a resting order holds and record its cancellation.
+    def _release(
+        self,
+        order: Order,
+        reason: CancelReason,
+        canceled: list[int],
+        cancellations: list[Cancellation],
+    ) -> None:
+        """Unlock what a resting order holds and record its cancellation: O(1).
 
         The caller takes the order out of its book level.
         """
@@ -398,8 +419,8 @@ class CoreStateMachine:
         account[0] += held
         del self.orders[order.order_id]
         self.dirty_orders[order.order_id] = order
-        result.canceled.append(order.order_id)
-        result.cancellations.append(
+        canceled.append(order.order_id)
+        cancellations.append(
             Cancellation(
                 order.order_id, order.user, order.asset, order.side, order.price, order.size,
                 reason,
@@ -414,7 +435,9 @@ class CoreStateMachine:
         limit_price: int,
         size: int,
         budget: int | None,
-        result: OpResult,
+        fills: list[Fill],
+        canceled: list[int],
+        cancellations: list[Cancellation],
     ) -> int:
         """A buy taker against the asks; returns the unfilled size.
 
@@ -423,7 +446,8 @@ class CoreStateMachine:
         buy paying each fill from `available`, at most `budget` in all.
 
         O(fills + makers expired + dead orders dropped + levels emptied * log levels); the
-        last level met, if any of it is left, is compacted if its dead outnumber its live.
+        last level met, if any of it is left, is compacted if its dead outnumber its live
+        by more than DEAD_SLACK.
         """
         asset = book.asset
         asks = book.ask_levels
@@ -432,7 +456,6 @@ class CoreStateMachine:
         account = balances.account
         orders = self.orders
         dirty_orders = self.dirty_orders
-        fills = result.fills
         taker_quote = account(taker, QUOTE_ASSET)
         taker_base = account(taker, asset)
         remaining = size
@@ -461,7 +484,7 @@ class CoreStateMachine:
                 if maker.user == taker:
                     level.popleft()
                     level.live -= 1
-                    self._release(maker, CancelReason.SELF_TRADE, result)
+                    self._release(maker, CancelReason.SELF_TRADE, canceled, cancellations)
                     if not level.live:
                         break
                     continue
@@ -478,9 +501,9 @@ class CoreStateMachine:
                 maker_base = account(maker.user, asset)
                 maker_base[1] -= quantity
                 account(maker.user, QUOTE_ASSET)[0] += quantity * price
-                fills.append(
-                    Fill(asset, maker.order_id, taker_id, maker.user, taker, price, quantity, BUY)
-                )
+                fills.append(new_tuple(
+                    Fill, (asset, maker.order_id, taker_id, maker.user, taker, price, quantity, BUY)
+                ))
                 maker.size -= quantity
                 dirty_orders[maker.order_id] = maker
                 if not maker.size:
@@ -496,7 +519,7 @@ class CoreStateMachine:
                 del asks[price]
                 heappop(heap)  # `price`: nothing was pushed since it was read at the top
                 level = None
-        if level is not None and len(level) > 2 * level.live:
+        if level is not None and len(level) > 2 * level.live + DEAD_SLACK:
             level.compact()
         return remaining
 
@@ -507,7 +530,9 @@ class CoreStateMachine:
         taker_id: int,
         limit_price: int,
         size: int,
-        result: OpResult,
+        fills: list[Fill],
+        canceled: list[int],
+        cancellations: list[Cancellation],
     ) -> int:
         """A sell taker (which already set aside `size` of base) against the bids.
 
@@ -520,7 +545,6 @@ class CoreStateMachine:
         account = self.balances.account
         orders = self.orders
         dirty_orders = self.dirty_orders
-        fills = result.fills
         taker_quote = account(taker, QUOTE_ASSET)
         remaining = size
         level: Level | None = None
@@ -541,7 +565,7 @@ class CoreStateMachine:
                 if maker.user == taker:
                     level.popleft()
                     level.live -= 1
-                    self._release(maker, CancelReason.SELF_TRADE, result)
+                    self._release(maker, CancelReason.SELF_TRADE, canceled, cancellations)
                     if not level.live:
                         break
                     continue
@@ -550,9 +574,10 @@ class CoreStateMachine:
                 taker_quote[0] += notional
                 account(maker.user, QUOTE_ASSET)[1] -= notional
                 account(maker.user, asset)[0] += quantity
-                fills.append(
-                    Fill(asset, maker.order_id, taker_id, maker.user, taker, price, quantity, SELL)
-                )
+                fills.append(new_tuple(
+                    Fill, (asset, maker.order_id, taker_id, maker.user, taker, price, quantity,
+                           SELL)
+                ))
                 maker.size -= quantity
                 dirty_orders[maker.order_id] = maker
                 if not maker.size:
@@ -566,6 +591,6 @@ class CoreStateMachine:
                 del bids[price]
                 heappop(heap)  # `-price`: nothing was pushed since it was read at the top
                 level = None
-        if level is not None and len(level) > 2 * level.live:
+        if level is not None and len(level) > 2 * level.live + DEAD_SLACK:
             level.compact()
         return remaining

@@ -5,8 +5,9 @@ Everything here is plain integers and strings: no floats anywhere in the state m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from enum import IntEnum
+from typing import NamedTuple
 
 from state_machine.errors import CoreledgerError
 
@@ -121,13 +122,11 @@ class Order:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
 
-@dataclass(slots=True)
-class Fill:
+class Fill(NamedTuple):
     """One trade: `size` of the base `asset` at the maker's `price`.
 
-    Not frozen, though never mutated: one is built per fill on the matching hot path, and
-    a frozen dataclass's __init__ (object.__setattr__ per field) costs 5x as much
-    (1.17 us against 0.21 us for eight fields; a NamedTuple takes 0.38 us).
+    An immutable named tuple: one is built per fill on the matching hot path, where
+    `tuple.__new__(Fill, (...))` costs a third of a dataclass's `__init__`.
     """
 
     asset: int
@@ -140,8 +139,7 @@ class Fill:
     taker_side: Side
 
 
-@dataclass(slots=True)
-class Cancellation:
+class Cancellation(NamedTuple):
     """An order (resting, or a taker's unfilled remainder) that left the book unfilled."""
 
     order_id: int
@@ -153,19 +151,23 @@ class Cancellation:
     reason: CancelReason
 
 
-@dataclass(slots=True)
-class OpResult:
+class OpResult(NamedTuple):
     """What one operation did: accepted or rejected (with a code), and its effects.
 
     `canceled` lists resting orders removed by this operation (a user cancel, or makers
     expired by self-trade prevention); `cancellations` are the events with their reasons,
     including a taker's own ioc or market remainder.
+
+    Immutable, and cheap to build: the hot paths build it in one `tuple.__new__` call at
+    the end of the operation. `fills`, `canceled` and `cancellations` are sequences: a list,
+    or the shared empty tuple `()` where nothing could be listed. Compare them as sequences
+    (`not r.fills`, `list(r.canceled) == [...]`), not with `== []`.
     """
 
     ok: bool
     error: str | None = None
     order_id: int | None = None
-    fills: list[Fill] = field(default_factory=list)
+    fills: Sequence[Fill] = ()
     resting: int | None = None
-    canceled: list[int] = field(default_factory=list)
-    cancellations: list[Cancellation] = field(default_factory=list)
+    canceled: Sequence[int] = ()
+    cancellations: Sequence[Cancellation] = ()

@@ -166,7 +166,7 @@ def test_ids_taken_by_every_accepted_order_and_none_by_rejected() -> None:
 def test_limit_buy_locks_price_times_size_of_quote() -> None:
     m = funded(a=(100, 0))
     r = m.limit(A, 1, BUY, 7, 13, GTC)
-    assert (r.ok, r.resting, r.fills) == (True, 13, [])
+    assert (r.ok, r.resting, list(r.fills)) == (True, 13, [])
     assert m.balance(A, 0) == (9, 91)
 
 
@@ -202,7 +202,7 @@ def test_alo_rejected_would_cross_and_rests_otherwise() -> None:
     # Against one's own order too: post-only never takes.
     assert_rejected_without_effect(m, lambda: m.limit(B, 1, BUY, 10, 1, ALO), WOULD_CROSS)
     r = m.limit(A, 1, BUY, 9, 2, ALO)
-    assert (r.ok, r.resting, r.fills) == (True, 2, [])
+    assert (r.ok, r.resting, list(r.fills)) == (True, 2, [])
     r = m.limit(B, 1, SELL, 10, 2, ALO)
     assert (r.ok, r.resting) == (True, 2)
     assert m.book(1).depth(BUY) == [(9, 2, 1), (8, 5, 1)]
@@ -286,7 +286,7 @@ def test_ioc_remainder_cancelled_and_funds_returned() -> None:
     assert fills(r) == [(1, 2, A, B, 5, 2)]
     assert r.resting == 0
     assert reasons(r) == [(2, CancelReason.IOC, 3)]
-    assert r.canceled == [], "`canceled` lists resting orders only"
+    assert list(r.canceled) == [], "`canceled` lists resting orders only"
     assert m.balance(B, 0) == (990, 0)
     assert 2 not in m.orders and m.book(1).is_empty()
 
@@ -339,7 +339,7 @@ def test_market_buy_rejected_when_it_cannot_pay_one_unit_at_best_ask() -> None:
 def test_market_buy_on_empty_book_accepted_without_funds() -> None:
     m = CoreStateMachine()
     r = m.market(A, 1, BUY, 5)
-    assert (r.ok, r.order_id, r.fills) == (True, 1, [])
+    assert (r.ok, r.order_id, list(r.fills)) == (True, 1, [])
     assert reasons(r) == [(1, CancelReason.MARKET, 5)]
 
 
@@ -374,7 +374,7 @@ def test_self_trade_expires_maker_and_matching_goes_on() -> None:
     assert m.balance(B, 1) == (6, 4)
     r = m.limit(B, 1, BUY, 6, 3, GTC)
     assert fills(r) == [(1, 4, A, B, 5, 1), (3, 4, A, B, 6, 2)]
-    assert r.canceled == [2]
+    assert list(r.canceled) == [2]
     assert reasons(r) == [(2, CancelReason.SELF_TRADE, 4)]
     assert 2 not in m.orders
     assert m.balance(B, 1) == (6 + 4 + 3, 0), "the expired maker's base is released"
@@ -389,7 +389,7 @@ def test_self_trade_on_sell_releases_the_bid_quote() -> None:
     assert r.error == INSUFFICIENT_BALANCE
     assert m.deposit(A, 1, 1).ok
     r = m.market(A, 1, SELL, 1)
-    assert r.fills == [] and r.canceled == [1]
+    assert list(r.fills) == [] and list(r.canceled) == [1]
     assert reasons(r) == [(1, CancelReason.SELF_TRADE, 5), (2, CancelReason.MARKET, 1)]
     assert m.balance(A, 0) == (100, 0)
     assert m.balance(A, 1) == (1, 0)
@@ -401,7 +401,7 @@ def test_market_buy_does_not_expire_own_orders_where_it_cannot_pay() -> None:
     assert m.limit(B, 1, SELL, 8, 1, GTC).ok  # 2: B's own, beyond what B can pay after level 5
     r = m.market(B, 1, BUY, 5)
     assert fills(r) == [(1, 3, A, B, 5, 2)]
-    assert r.canceled == []
+    assert list(r.canceled) == []
     assert 2 in m.orders
     assert reasons(r) == [(3, CancelReason.MARKET, 3)]
 
@@ -417,7 +417,7 @@ def test_cancel_releases_funds() -> None:
     assert (r.ok, r.canceled, reasons(r)) == (True, [1], [(1, CancelReason.USER, 3)])
     assert m.balance(A, 0) == (100, 0)
     r = m.cancel(A, 1, 2)
-    assert r.canceled == [2]
+    assert list(r.canceled) == [2]
     assert m.balance(A, 1) == (10, 0)
     assert m.book(1).is_empty() and not m.orders
 
@@ -508,7 +508,7 @@ def test_book_created_on_first_use_and_books_are_per_asset() -> None:
     assert m.books == {}
     assert m.limit(B, 2, SELL, 1, 5, GTC).ok
     r = m.limit(A, 1, BUY, 1, 5, GTC)  # asset 1's book: does not meet asset 2's ask
-    assert (r.fills, r.resting) == ([], 5)
+    assert (list(r.fills), r.resting) == ([], 5)
     assert sorted(m.books) == [1, 2]
 
 
