@@ -21,6 +21,7 @@ import plyvel
 from state_machine import Fill, OrderType, Side, Tif, machine_from_entries
 from state_machine.entries import NEXT_ORDER_ID_KEY, balance_key, encode_balance, order_key
 from state_machine.types import Cancellation, CancelReason
+from store import keys as K
 from store.database import Store
 from store.records import BlockRecord, Checkpoint, Entry, OrderPlaced, Roots
 from store.roots import compute_roots
@@ -250,7 +251,7 @@ def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
 def _raw_scan(path: str) -> float:
     db = plyvel.DB(path)
     started = time.perf_counter()
-    for _ in db.iterator(prefix=b"\x11"):
+    for _ in db.iterator(prefix=K.STATE_LATEST):
         pass
     seconds = time.perf_counter() - started
     db.close()

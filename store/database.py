@@ -1,33 +1,27 @@
 """`Store`: one LevelDB database per node directory (spec/store.md).
 
-Per block, one atomic batch: the block, its receipts, its history rows and the head.
-Every `checkpoint_interval` blocks, one atomic synced batch: the state entries that changed
-since the previous checkpoint (as new versions, plus a "latest" copy), the roots and the
-checkpoint's metadata; then, in a batch of its own, pruning of checkpoints beyond `keep`.
+Per block, one atomic batch: the block, its receipts, its history rows and the head
+(`store.blocklog`). Every `checkpoint_interval` blocks, one atomic synced batch: the state
+entries that changed since the previous checkpoint (as new versions, plus a "latest" copy),
+the roots and the checkpoint's metadata; then, in a batch of its own, pruning of checkpoints
+beyond `keep` (`store.checkpoints`). History queries are `store.history`, the checks of
+`verify` are `store.audit`. This module opens the database and keeps the head.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import plyvel
 
-from state_machine import (
-    CoreError,
-    CoreStateMachine,
-    describe_key,
-    describe_namespace,
-    machine_from_entries,
-    namespace_of,
-    normalize_address,
-)
-from store import codec
+from state_machine import CoreError, CoreStateMachine, normalize_address
+from store import audit, blocklog, checkpoints, codec, history
 from store import keys as K
-from store.errors import BlockConflict, CorruptStore, InvalidCursor, StateDiverged, StoreError
+from store.checkpoints import Restored
+from store.errors import BlockConflict, CorruptStore, StoreError
 from store.lock import DirectoryLock
 from store.records import (
     BlockRecord,
@@ -35,33 +29,15 @@ from store.records import (
     CheckpointInfo,
     ComputeRoots,
     Entry,
-    FillRecord,
     HistoryPage,
-    OrderRecord,
-    Roots,
     StoredBlock,
 )
 
 DB_DIR = "leveldb"
 DEFAULT_CHECKPOINT_INTERVAL = 100
 DEFAULT_KEEP = 10
-_U64 = K.U64_MAX
 
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """The state at a checkpoint (or the empty state at height 0 when there is none)."""
-
-    height: int
-    checkpoint: CheckpointInfo | None
-    entries: list[Entry]
-    machine: CoreStateMachine
-
-
-def _check_u64(what: str, value: int, low: int = 0) -> None:
-    if type(value) is not int or not low <= value <= _U64:
-        raise StoreError(f"{what} {value!r} out of range [{low}, 2^64-1]")
-
+__all__ = ["DB_DIR", "DEFAULT_CHECKPOINT_INTERVAL", "DEFAULT_KEEP", "Restored", "Store"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -95,22 +71,6 @@ def _guarded_iter(items: Iterator[R]) -> Iterator[R]:
         raise _translate(exc) from None
 
 
-def encode_cursor(fill_after: int, order_after: int) -> str:
-    return (fill_after.to_bytes(8, "big") + order_after.to_bytes(8, "big")).hex()
-
-
-def decode_cursor(cursor: str | None) -> tuple[int, int]:
-    if cursor is None:
-        return 0, 0
-    try:
-        raw = bytes.fromhex(cursor)
-    except ValueError:
-        raw = b""
-    if len(raw) != 16 or cursor != raw.hex():
-        raise InvalidCursor(f"bad history cursor {cursor!r}")
-    return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")
-
-
 class Store:
     """The node database. Not thread-safe: one executor owns it."""
 
@@ -132,7 +92,7 @@ class Store:
         every block batch fsync; checkpoint batches always do.
         """
         if checkpoint_interval is not None:
-            _check_u64("checkpoint interval", checkpoint_interval, 1)
+            K.check_u64("checkpoint interval", checkpoint_interval, 1)
         if type(keep) is not int or keep < 1:
             raise StoreError(f"keep {keep!r} must be at least 1")
         self.directory = directory
@@ -178,7 +138,7 @@ class Store:
         self.chain_id = codec.decode_chain_id(self._db.get(K.CHAIN_ID_KEY))
         if self.base is not None and self.base.height > self.head_height:
             raise CorruptStore(f"base {self.base.height} is above the head {self.head_height}")
-        self._checkpoint_heights = self._load_checkpoint_heights()
+        self._checkpoint_heights = checkpoints.load_checkpoint_heights(self._db)
         if self._checkpoint_heights and self._checkpoint_heights[-1] > self.head_height:
             raise CorruptStore(
                 f"checkpoint {self._checkpoint_heights[-1]} is above the head {self.head_height}"
@@ -222,14 +182,6 @@ class Store:
             )
         return stored_interval
 
-    def _load_checkpoint_heights(self) -> list[int]:
-        heights = []
-        for key in self._db.iterator(prefix=K.CHECKPOINT, include_value=False):
-            if len(key) != 9:
-                raise CorruptStore(f"bad checkpoint key {key.hex()}")
-            heights.append(int.from_bytes(key[1:], "big"))
-        return heights
-
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -259,7 +211,7 @@ class Store:
             self.base is not None and height <= self.base.height
         ):
             return None  # none stored (a store restored from a snapshot starts above its base)
-        return codec.decode_block(height, self._db.get(K.block_key(height)))
+        return blocklog.read_block(self._db, height)
 
     def block_hash(self, height: int) -> bytes | None:
         """The hash of block `height` (at the base of a restored store: the base's)."""
@@ -279,7 +231,7 @@ class Store:
         (`sync_blocks`, or a checkpoint in it).
         """
         height = record.height
-        _check_u64("height", height, 1)
+        K.check_u64("height", height, 1)
         if height <= self.head_height:
             stored = self.block_hash(height)
             if stored != record.block_hash:
@@ -294,59 +246,13 @@ class Store:
             return False
         if height != self.head_height + 1:
             raise BlockConflict(f"block {height} leaves a gap: the head is {self.head_height}")
-        _check_u64("time", record.time)
+        K.check_u64("time", record.time)
         if checkpoint is not None and checkpoint.height != height:
             raise StoreError(f"checkpoint {checkpoint.height} given with block {height}")
-        db = self._db
-        seq = self._next_fill_seq
         sync = self.sync_blocks or checkpoint is not None
-        # Every row of the block first, then one C-level loop of puts: the per-put Python
-        # overhead (a closure call, key helpers, address decoding per row) was a third of
-        # the cost of persisting a busy block. Addresses are decoded once per block.
-        user_raw: dict[str, bytes] = {}
-        for placed in record.placed:
-            if placed.user not in user_raw:
-                user_raw[placed.user] = codec.user_bytes(placed.user)
-        for fill in record.fills:
-            for user in (fill.maker, fill.taker):
-                if user not in user_raw:
-                    user_raw[user] = codec.user_bytes(user)
-        rows: list[tuple[bytes, bytes]] = [
-            (
-                K.block_key(height),
-                codec.encode_block(
-                    record.time,
-                    record.block_hash,
-                    self.head_hash,
-                    record.block_bytes,
-                    record.receipts,
-                    record.auth,
-                ),
-            )
-        ]
-        add = rows.append
-        order_prefix, user_order_prefix = K.ORDER, K.USER_ORDER
-        for placed in record.placed:
-            order_id = placed.order_id
-            _check_u64("order id", order_id, 1)
-            id_bytes = order_id.to_bytes(8, "big")
-            add((order_prefix + id_bytes, codec.encode_order(placed, height)))
-            add((user_order_prefix + user_raw[placed.user] + id_bytes, b""))
-        fill_prefix, order_fill_prefix, user_fill_prefix = K.FILL, K.ORDER_FILL, K.USER_FILL
-        for fill in record.fills:
-            seq_bytes = seq.to_bytes(8, "big")
-            size = fill.size.to_bytes(8, "big")
-            add((fill_prefix + seq_bytes, codec.encode_fill(fill, height)))
-            add((order_fill_prefix + fill.maker_order_id.to_bytes(8, "big") + seq_bytes, size))
-            add((order_fill_prefix + fill.taker_order_id.to_bytes(8, "big") + seq_bytes, size))
-            add((user_fill_prefix + user_raw[fill.maker] + seq_bytes, b""))
-            add((user_fill_prefix + user_raw[fill.taker] + seq_bytes, b""))
-            seq += 1
-        for cancellation in record.cancellations:
-            add((K.cancel_key(cancellation.order_id), codec.encode_cancel(cancellation, height)))
-        add((K.HEAD_KEY, codec.encode_head(height, record.block_hash, seq)))
+        rows, seq = blocklog.block_rows(record, self.head_hash, self._next_fill_seq)
         written = sum(len(key) + len(value) for key, value in rows)
-        with db.write_batch(transaction=True, sync=sync) as batch:
+        with self._db.write_batch(transaction=True, sync=sync) as batch:
             batch_put = batch.put
             for key, value in rows:
                 batch_put(key, value)
@@ -367,7 +273,7 @@ class Store:
         return _guarded_iter(self._blocks_after(height))
 
     def _blocks_after(self, height: int) -> Iterator[StoredBlock]:
-        _check_u64("height", height)
+        K.check_u64("height", height)
         prev_hash = codec.ZERO_HASH
         base = self.base
         if base is not None and height <= base.height:
@@ -378,24 +284,7 @@ class Store:
             if prev is None:
                 raise StoreError(f"no block {height}: the head is {self.head_height}")
             prev_hash = prev
-        expected = height + 1
-        head = self.head_height
-        if expected > head:
-            return
-        for key, value in self._db.iterator(start=K.block_key(expected), stop=b"\x02"):
-            block_height = int.from_bytes(key[1:], "big")
-            if block_height != expected or len(key) != 9:
-                raise CorruptStore(f"block {expected} is missing (found {key.hex()})")
-            block = codec.decode_block(block_height, value)
-            if block.prev_hash != prev_hash:
-                raise CorruptStore(f"block {block_height} does not chain to block {height}")
-            yield block
-            prev_hash = block.block_hash
-            height = block_height
-            expected += 1
-            if block_height == head:
-                return
-        raise CorruptStore(f"block {expected} is missing: the head is {head}")
+        yield from blocklog.chained_blocks(self._db, height, prev_hash, self.head_height)
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -408,8 +297,7 @@ class Store:
 
     @_guarded
     def checkpoint(self, height: int) -> CheckpointInfo | None:
-        value = self._db.get(K.checkpoint_key(height))
-        return None if value is None else codec.decode_checkpoint(height, value)
+        return checkpoints.read_checkpoint(self._db, height)
 
     def needs_checkpoint(self) -> bool:
         """Whether the head is a checkpoint height without its checkpoint.
@@ -447,50 +335,9 @@ class Store:
     def _stage_checkpoint(
         self, batch: Any, checkpoint: Checkpoint, block_hash: bytes
     ) -> CheckpointInfo:
-        height = checkpoint.height
-        if height % self.checkpoint_interval:
-            raise StoreError(
-                f"height {height} is not a multiple of the checkpoint interval "
-                f"{self.checkpoint_interval}"
-            )
-        latest = self._latest
-        if latest is not None and height <= latest.height:
-            raise StoreError(f"checkpoint {height} is not above checkpoint {latest.height}")
-        count = 0 if latest is None else latest.entry_count
-        written = 0
-        nbytes = 0
-        get = self._db.get
-        put = batch.put
-        delete = batch.delete
-        suffix = height.to_bytes(8, "big")
-        log_prefix = K.CHECKPOINT_CHANGES + suffix
-        previous = b""
-        for key, value in checkpoint.changes:
-            if key <= previous:
-                raise StoreError("checkpoint changes must be sorted by key, one per key")
-            previous = key
-            latest_key = K.STATE_LATEST + key
-            old = get(latest_key)
-            if old == value:
-                continue  # touched but unchanged: nothing to write
-            if value is None:
-                delete(latest_key)
-                put(K.STATE_VERSION + key + suffix, codec.TOMBSTONE)
-                count -= 1
-            else:
-                put(latest_key, value)
-                put(K.STATE_VERSION + key + suffix, codec.PRESENT + value)
-                if old is None:
-                    count += 1
-            put(log_prefix + key, b"")
-            written += 1
-            # latest (or its deletion), version and change-log rows: 3 keys, 2 values,
-            # 2 prefixes and heights, 1 tag, 1 prefix.
-            nbytes += 3 * len(key) + 2 * len(value or b"") + 20
-        info = CheckpointInfo(height, block_hash, checkpoint.roots, count, written)
-        meta = codec.encode_checkpoint(info)
-        put(K.checkpoint_key(height), meta)
-        self._checkpoint_bytes = nbytes + 9 + len(meta)
+        info, self._checkpoint_bytes = checkpoints.stage_checkpoint(
+            self._db, batch, checkpoint, block_hash, self._latest, self.checkpoint_interval
+        )
         return info
 
     def _checkpoint_written(self, info: CheckpointInfo) -> None:
@@ -499,74 +346,10 @@ class Store:
         self._prune()
 
     def _prune(self) -> None:
-        """Drop checkpoints beyond `keep` and the versions no kept checkpoint reads.
-
-        For each state key a dropped checkpoint changed, of its versions at or below the
-        oldest kept checkpoint only the newest is still read (by that checkpoint), and not
-        even that one if it is a tombstone. One atomic batch: a crash leaves it to redo,
-        which gives the same result (it is idempotent).
-        """
-        heights = self._checkpoint_heights
-        if len(heights) <= self.keep:
-            return
-        dropped = heights[: -self.keep]
-        oldest_kept = heights[-self.keep]
-        db = self._db
-        touched: set[bytes] = set()
-        with db.write_batch(transaction=True, sync=True) as batch:
-            for height in dropped:
-                prefix = K.CHECKPOINT_CHANGES + height.to_bytes(8, "big")
-                for key in db.iterator(prefix=prefix, include_value=False):
-                    touched.add(key[9:])
-                    batch.delete(key)
-                batch.delete(K.checkpoint_key(height))
-            # One iterator, sought per key in key order: creating an iterator per key
-            # costs ~10 us, more than the seek.
-            versions_of = db.iterator(prefix=K.STATE_VERSION)
-            for state_key in sorted(touched):
-                start = K.STATE_VERSION + state_key
-                versions_of.seek(start)
-                newest: tuple[bytes, bytes] | None = None
-                for version_key, value in versions_of:
-                    if len(version_key) != len(start) + 8 or not version_key.startswith(start):
-                        break
-                    if int.from_bytes(version_key[-8:], "big") > oldest_kept:
-                        break
-                    if newest is not None:
-                        batch.delete(newest[0])
-                    newest = (version_key, value)
-                if newest is not None and newest[1] == codec.TOMBSTONE:
-                    batch.delete(newest[0])
-            versions_of.close()
-        self._checkpoint_heights = heights[-self.keep :]
+        """Drop checkpoints beyond `keep` (see `checkpoints.prune`)."""
+        self._checkpoint_heights = checkpoints.prune(self._db, self._checkpoint_heights, self.keep)
 
     # -- state --------------------------------------------------------------------------
-
-    def _latest_entries(self) -> list[Entry]:
-        return [(key[1:], value) for key, value in self._db.iterator(prefix=K.STATE_LATEST)]
-
-    def _versioned_entries(self, height: int) -> list[Entry]:
-        """The state at a kept checkpoint: per key, the newest version at or below it."""
-        entries: list[Entry] = []
-        current = b""
-        chosen: bytes | None = None
-        for key, value in self._db.iterator(prefix=K.STATE_VERSION):
-            state_key = key[1:-8]
-            if state_key != current:
-                if chosen is not None:
-                    entries.append((current, chosen))
-                current = state_key
-                chosen = None
-            if int.from_bytes(key[-8:], "big") <= height:
-                if value == codec.TOMBSTONE:
-                    chosen = None
-                elif value[:1] == codec.PRESENT:
-                    chosen = value[1:]
-                else:
-                    raise CorruptStore(f"{describe_key(state_key)}: bad version tag")
-        if chosen is not None:
-            entries.append((current, chosen))
-        return entries
 
     @_guarded
     def state_entries_at(
@@ -575,13 +358,13 @@ class Store:
         """The canonical entries of the state at a kept checkpoint (default the latest)."""
         latest = self._latest
         if height is None or (latest is not None and height == latest.height):
-            return latest, ([] if latest is None else self._latest_entries())
+            return latest, ([] if latest is None else checkpoints.latest_entries(self._db))
         if height == 0:
             return None, []
         if height not in self._checkpoint_heights:
             kept = ", ".join(str(h) for h in self._checkpoint_heights) or "none"
             raise StoreError(f"height {height} is not a kept checkpoint (kept: {kept})")
-        return self.checkpoint(height), self._versioned_entries(height)
+        return self.checkpoint(height), checkpoints.versioned_entries(self._db, height)
 
     @_guarded
     def restore(
@@ -596,61 +379,13 @@ class Store:
         info, entries = self.state_entries_at(height)
         if info is None:
             return Restored(0, None, [], CoreStateMachine())
-        if len(entries) != info.entry_count:
-            raise CorruptStore(
-                f"checkpoint {info.height}: {len(entries)} state entries, "
-                f"{info.entry_count} recorded"
-            )
-        try:
-            # With roots to check, a value that hashes to the stored root is the committed,
-            # canonical one: re-encoding a million values to prove it again is wasted.
-            machine = machine_from_entries(entries, check_canonical=compute_roots is None)
-        except CoreError as exc:
-            raise CorruptStore(f"checkpoint {info.height}: {exc}") from None
+        # With roots to check, a value that hashes to the stored root is the committed,
+        # canonical one: re-encoding a million values to prove it again is wasted.
+        restored = checkpoints.rebuild(info, entries, check_canonical=compute_roots is None)
         if compute_roots is not None:
-            self._check_roots(info, entries, compute_roots(entries))
-        return Restored(info.height, info, entries, machine)
-
-    def _check_roots(self, info: CheckpointInfo, entries: list[Entry], roots: Roots) -> None:
-        stored = info.roots
-        if roots.root == stored.root and roots.namespaces == stored.namespaces:
-            return
-        stored_ns = dict(stored.namespaces)
-        computed_ns = dict(roots.namespaces)
-        diverged = sorted(
-            namespace
-            for namespace in set(stored_ns) | set(computed_ns)
-            if stored_ns.get(namespace) != computed_ns.get(namespace)
-        )
-        where = (
-            ", ".join(describe_namespace(namespace) for namespace in diverged)
-            if diverged
-            else "the root over the namespaces"
-        )
-        message = (
-            f"checkpoint {info.height}: state root mismatch in {where} "
-            f"(stored {stored.root.hex()[:16]}, recomputed {roots.root.hex()[:16]})"
-        )
-        key = self._first_copy_difference(info.height, entries, set(diverged))
-        if key is not None:
-            message += f"; key {describe_key(key)} differs between the stored copies"
-        raise StateDiverged(message)
-
-    def _first_copy_difference(
-        self, height: int, entries: list[Entry], namespaces: set[bytes]
-    ) -> bytes | None:
-        """The first key, in the diverged namespaces, where the other stored copy differs."""
-        if self._latest is None or height != self._latest.height:
-            return None  # an older checkpoint has one copy only: its versions
-        other = self._versioned_entries(height)
-        mine = dict(entries)
-        theirs = dict(other)
-        for key in sorted(set(mine) | set(theirs)):
-            if namespaces and namespace_of(key) not in namespaces:
-                continue
-            if mine.get(key) != theirs.get(key):
-                return key
-        return None
+            latest_height = None if self._latest is None else self._latest.height
+            audit.check_roots(self._db, info, entries, compute_roots(entries), latest_height)
+        return restored
 
     # -- verification -------------------------------------------------------------------
 
@@ -669,147 +404,20 @@ class Store:
         versions, the block chain, and every history row. Raises CorruptStore."""
         for height in self._checkpoint_heights:
             self.restore(height, compute_roots)
-        latest = self._latest
-        if latest is not None:
-            versioned = self._versioned_entries(latest.height)
-            copy = self._latest_entries()
-            if versioned != copy:
-                mine = dict(copy)
-                theirs = dict(versioned)
-                key = next(
-                    k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)
-                )
-                raise StateDiverged(
-                    f"checkpoint {latest.height}: key {describe_key(key)} differs between "
-                    "the stored copies"
-                )
+        if self._latest is not None:
+            audit.check_latest_copy(self._db, self._latest)
         for _ in self.blocks_after(0):
             pass
-        self._verify_history()
-
-    def _verify_history(self) -> None:
-        db = self._db
-        fills = 0
-        for key, value in db.iterator(prefix=K.FILL):
-            seq = int.from_bytes(key[1:], "big")
-            fills += 1
-            if seq != fills:
-                raise CorruptStore(f"history fill {fills} is missing")
-            fill, height = codec.decode_fill(seq, value)
-            if height > self.head_height:
-                raise CorruptStore(f"history fill {seq}: height {height} above the head")
-            for order_id in (fill.maker_order_id, fill.taker_order_id):
-                index = db.get(K.order_fill_key(order_id, seq))
-                if index is None or codec.decode_fill_size(order_id, index) != fill.size:
-                    raise CorruptStore(f"history of order {order_id}: bad fill index entry")
-        if fills + 1 != self._next_fill_seq:
-            raise CorruptStore(f"history: {fills} fills, head says {self._next_fill_seq - 1}")
-        for key, value in db.iterator(prefix=K.ORDER):
-            self._order_record(int.from_bytes(key[1:], "big"), value)
-        # Index rows carry no value: any value at all is corruption.
-        for prefix in (K.USER_FILL, K.USER_ORDER, K.CHECKPOINT_CHANGES):
-            for key, value in db.iterator(prefix=prefix):
-                if value:
-                    raise CorruptStore(f"index row {key.hex()}: unexpected value")
-        for key in db.iterator(prefix=K.USER_FILL, include_value=False):
-            fill, _ = codec.decode_fill(int.from_bytes(key[21:], "big"), db.get(K.FILL + key[21:]))
-            if key[1:21].hex() not in (fill.maker[2:], fill.taker[2:]):
-                raise CorruptStore(f"index row {key.hex()}: not that user's fill")
-        for key in db.iterator(prefix=K.USER_ORDER, include_value=False):
-            order_id = int.from_bytes(key[21:], "big")
-            placed, _ = codec.decode_order(order_id, db.get(K.ORDER + key[21:]))
-            if placed.user[2:] != key[1:21].hex():
-                raise CorruptStore(f"index row {key.hex()}: not that user's order")
+        audit.verify_history(self._db, self.head_height, self._next_fill_seq)
 
     # -- history ------------------------------------------------------------------------
-
-    def _order_record(self, order_id: int, value: bytes | None) -> OrderRecord:
-        placed, height = codec.decode_order(order_id, value)
-        db = self._db
-        filled = 0
-        prefix = K.ORDER_FILL + order_id.to_bytes(8, "big")
-        for index in db.iterator(prefix=prefix, include_key=False):
-            filled += codec.decode_fill_size(order_id, index)
-        cancel = db.get(K.cancel_key(order_id))
-        reason = None
-        if cancel is not None:
-            reason, left, _ = codec.decode_cancel(order_id, cancel)
-            status = "canceled"
-            if filled + left != placed.size:
-                raise CorruptStore(f"history of order {order_id}: fills and remainder disagree")
-        elif filled == placed.size:
-            status = "filled"
-        elif filled < placed.size:
-            status = "resting"
-        else:
-            raise CorruptStore(f"history of order {order_id}: filled more than its size")
-        return OrderRecord(placed, height, filled, status, reason)
-
-    def _fill_records(self, seqs: Sequence[int]) -> list[FillRecord]:
-        get = self._db.get
-        records = []
-        for seq in seqs:
-            fill, height = codec.decode_fill(seq, get(K.fill_key(seq)))
-            records.append(FillRecord(seq, height, fill))
-        return records
-
-    @staticmethod
-    def _page_size(limit: int | None) -> int | None:
-        if limit is None:
-            return None
-        if type(limit) is not int or limit < 1:
-            raise StoreError(f"limit {limit!r} must be at least 1")
-        return limit + 1  # one more than asked tells whether anything is left
-
-    def _scan_ids(self, prefix: bytes, after: int, take: int | None) -> list[int]:
-        ids: list[int] = []
-        start = prefix + (after + 1).to_bytes(8, "big") if after < _U64 else None
-        if start is None:
-            return ids
-        stop = prefix + b"\xff" * 9
-        for key in self._db.iterator(start=start, stop=stop, include_value=False):
-            ids.append(int.from_bytes(key[-8:], "big"))
-            if take is not None and len(ids) == take:
-                break
-        return ids
-
-    @staticmethod
-    def _next_cursor(
-        limit: int | None, fills: list[int], orders: list[int], fill_after: int, order_after: int
-    ) -> tuple[str | None, list[int], list[int]]:
-        if limit is None:
-            return None, fills, orders
-        more = len(fills) > limit or len(orders) > limit
-        fills = fills[:limit]
-        orders = orders[:limit]
-        if not more:
-            return None, fills, orders
-        return (
-            encode_cursor(
-                fills[-1] if fills else fill_after, orders[-1] if orders else order_after
-            ),
-            fills,
-            orders,
-        )
 
     @_guarded
     def order_history(
         self, order_id: int, limit: int | None = None, after: str | None = None
     ) -> HistoryPage:
         """One order (as `orders`, one item) and its fills; paged like `user_history`."""
-        _check_u64("order id", order_id, 1)
-        fill_after, order_after = decode_cursor(after)
-        take = self._page_size(limit)
-        value = self._db.get(K.order_key(order_id))
-        if value is None:
-            return HistoryPage([], [], None)
-        fill_seqs = self._scan_ids(K.ORDER_FILL + order_id.to_bytes(8, "big"), fill_after, take)
-        order_ids = [order_id] if order_after < order_id else []
-        cursor, fill_seqs, order_ids = self._next_cursor(
-            limit, fill_seqs, order_ids, fill_after, order_after
-        )
-        orders = [self._order_record(order_id, value)] if order_ids else []
-        return HistoryPage(self._fill_records(fill_seqs), orders, cursor)
+        return history.order_history(self._db, order_id, limit, after)
 
     @_guarded
     def user_history(
@@ -823,15 +431,4 @@ class Store:
             user_raw = codec.user_bytes(normalize_address(user))
         except CoreError as exc:
             raise StoreError(str(exc)) from None
-        fill_after, order_after = decode_cursor(after)
-        take = self._page_size(limit)
-        fill_seqs = self._scan_ids(K.USER_FILL + user_raw, fill_after, take)
-        order_ids = self._scan_ids(K.USER_ORDER + user_raw, order_after, take)
-        cursor, fill_seqs, order_ids = self._next_cursor(
-            limit, fill_seqs, order_ids, fill_after, order_after
-        )
-        get = self._db.get
-        orders = [
-            self._order_record(order_id, get(K.order_key(order_id))) for order_id in order_ids
-        ]
-        return HistoryPage(self._fill_records(fill_seqs), orders, cursor)
+        return history.user_history(self._db, user_raw, limit, after)
