@@ -80,6 +80,8 @@ class Executor:
         self._keeps_unsaved = False
         self._broken: str | None = None  # why this executor refuses further blocks
         self.chain_id: str | None = None  # network mode: set by init_chain
+        # A checkpoint height at the head whose checkpoint a read-only open did not write.
+        self.missing_checkpoint: int | None = None
 
     # -- opening on a store --------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class Executor:
         keep: int = 10,
         sync_blocks: bool = False,
         create: bool = True,
+        read_only: bool = False,
     ) -> Executor:
         """Open (or create) the store in `directory` and recover.
 
@@ -99,9 +102,16 @@ class Executor:
         (StateDiverged, naming the namespace) if it differs from the stored one, then
         replays the logged blocks after it. `checkpoint_interval` is fixed when the store
         is created; None means "as stored" (100 for a new store).
+
+        `read_only=True` (the read-only commands): the same recovery in memory, but the
+        store is opened with `Store(read_only=True)` and nothing is ever written. A head
+        checkpoint that a writer has not written yet is not written here: the executor's
+        `missing_checkpoint` names its height (None when there is none) for the caller to
+        report; `apply_block` raises StoreError. A directory that is not a store raises
+        StoreError (one line) and is left untouched.
         """
         store = Store(directory, checkpoint_interval=checkpoint_interval, keep=keep,
-                      sync_blocks=sync_blocks, create=create)
+                      sync_blocks=sync_blocks, create=create, read_only=read_only)
         try:
             built: list[NamespacedCommitment] = []
 
@@ -132,7 +142,9 @@ class Executor:
                     raise BlockSequenceError(
                         f"stored block {stored.height}: hash does not match its bytes"
                     )
-            if store.needs_checkpoint():
+            if store.needs_checkpoint() and read_only:
+                executor.missing_checkpoint = store.head_height  # only a writer writes it
+            elif store.needs_checkpoint():
                 # Recovery step 4 (spec/store.md): the head is a checkpoint height whose
                 # checkpoint a writer that stores them apart from their block never wrote.
                 executor._fold_changes()
@@ -181,6 +193,8 @@ class Executor:
         """
         if self._broken is not None:
             raise ExecutorBroken(self._broken)
+        if self.store is not None and self.store.read_only:
+            raise StoreError(f"{self.store.directory}: opened read-only, no block can be applied")
         if auth is None and self.chain_id is not None:
             auth = ()  # a network chain applies no unsigned tx: an empty block only
         result = self._apply(block, auth)

@@ -15,10 +15,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import plyvel
-
 from state_machine import CoreError, CoreStateMachine, normalize_address
-from store import audit, blocklog, checkpoints, codec, history
+from store import audit, blocklog, checkpoints, codec, history, leveldb
 from store import keys as K
 from store.checkpoints import Restored
 from store.errors import BlockConflict, CorruptStore, StoreError
@@ -44,7 +42,7 @@ R = TypeVar("R")
 
 
 def _translate(exc: Exception) -> StoreError:
-    if isinstance(exc, plyvel.CorruptionError):
+    if isinstance(exc, leveldb.CorruptionError):
         return CorruptStore(f"LevelDB corruption: {exc}")
     return StoreError(f"LevelDB error: {exc}")
 
@@ -58,7 +56,7 @@ def _guarded(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate
             raise StoreError(f"{self.directory}: the store is closed")
         try:
             return method(self, *args, **kwargs)
-        except (plyvel.Error, RuntimeError, OSError) as exc:
+        except (leveldb.Error, RuntimeError, OSError) as exc:
             raise _translate(exc) from None
 
     return wrapper
@@ -67,8 +65,18 @@ def _guarded(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate
 def _guarded_iter(items: Iterator[R]) -> Iterator[R]:
     try:
         yield from items
-    except (plyvel.Error, RuntimeError, OSError) as exc:
+    except (leveldb.Error, RuntimeError, OSError) as exc:
         raise _translate(exc) from None
+
+
+def _check_is_store(directory: str, db_path: str) -> None:
+    """Refuse, touching nothing, a directory that holds no store."""
+    if not os.path.isdir(directory) or not os.path.isdir(db_path):
+        raise StoreError(f"{directory}: no such store")
+    if not os.path.exists(os.path.join(db_path, "CURRENT")):
+        # LevelDB writes CURRENT last when it creates a database: a run killed
+        # before that left a directory but no store.
+        raise StoreError(f"{directory}: no store yet (its first run stopped early)")
 
 
 class Store:
@@ -82,6 +90,7 @@ class Store:
         keep: int = DEFAULT_KEEP,
         sync_blocks: bool = False,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         """Open (or create) the store in `directory`.
 
@@ -89,7 +98,17 @@ class Store:
         later open means "whatever is stored", and a different value is an error (the
         stored checkpoints would no longer sit at multiples of it). `keep` (>= 1) is a
         run-time setting: the newest `keep` checkpoints are kept. `sync_blocks` makes
-        every block batch fsync; checkpoint batches always do.
+        every block batch fsync; checkpoint batches always do. `create=False` refuses a
+        directory that is not a store yet, before anything is created in it.
+
+        `read_only=True` (implies `create=False`) opens for the read-only commands (`state`,
+        `history`, `verify`, `prove`, `diff`) and never writes a row: nothing is pruned
+        (every stored checkpoint is readable, `keep` is ignored), a missing head
+        checkpoint is only reported (`needs_checkpoint()`), and `append_block`,
+        `write_checkpoint` and `compact` raise StoreError. A directory that is not a store
+        is refused with one line and left untouched (no lock file). LevelDB itself still
+        rotates its own log and manifest files inside `leveldb/` on every open (it has no
+        read-only mode); the stored data stays the same.
         """
         if checkpoint_interval is not None:
             K.check_u64("checkpoint interval", checkpoint_interval, 1)
@@ -98,31 +117,27 @@ class Store:
         self.directory = directory
         self.keep = keep
         self.sync_blocks = sync_blocks
-        if not os.path.isdir(directory):
-            if not create:
-                raise StoreError(f"{directory}: no such store")
+        self.read_only = read_only
+        create = create and not read_only
+        db_path = os.path.join(directory, DB_DIR)
+        if not create:
+            _check_is_store(directory, db_path)
+        elif not os.path.isdir(directory):
             try:
                 os.makedirs(directory, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{directory}: cannot create ({exc.strerror})") from None
-        self._lock = DirectoryLock(directory)
+        self._lock = DirectoryLock(directory, create_file=not read_only)
         self._db: Any = None
         try:
-            db_path = os.path.join(directory, DB_DIR)
-            if not create and not os.path.isdir(db_path):
-                raise StoreError(f"{directory}: no such store")
-            if not create and not os.path.exists(os.path.join(db_path, "CURRENT")):
-                # LevelDB writes CURRENT last when it creates a database: a run killed
-                # before that left a directory but no store.
-                raise StoreError(f"{directory}: no store yet (its first run stopped early)")
             try:
-                self._db = plyvel.DB(db_path, create_if_missing=create)
-            except plyvel.CorruptionError as exc:
+                self._db = leveldb.DB(db_path, create_if_missing=create)
+            except leveldb.CorruptionError as exc:
                 raise CorruptStore(f"{directory}: LevelDB corruption ({exc})") from None
-            except plyvel.Error as exc:
+            except leveldb.Error as exc:
                 raise StoreError(f"{directory}: cannot open LevelDB ({exc})") from None
             self._open_checked(checkpoint_interval, create)
-        except (plyvel.Error, RuntimeError, OSError) as exc:
+        except (leveldb.Error, RuntimeError, OSError) as exc:
             self.close()
             raise _translate(exc) from None
         except BaseException:
@@ -148,7 +163,8 @@ class Store:
         self._checkpoint_bytes = 0
         if self._checkpoint_heights:
             self._latest = self.checkpoint(self._checkpoint_heights[-1])
-        self._prune()  # finishes a pruning that a crash or a smaller `keep` left to do
+        if not self.read_only:
+            self._prune()  # finishes a pruning that a crash or a smaller `keep` left to do
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -197,7 +213,12 @@ class Store:
     @_guarded
     def compact(self) -> None:
         """Compact the whole database (after a bulk import: reopening then replays no log)."""
+        self._check_writable()
         self._db.compact_range()
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.directory}: opened read-only, nothing can be written")
 
     @property
     def closed(self) -> bool:
@@ -230,6 +251,7 @@ class Store:
         process being killed; it survives power loss only if the batch was synced
         (`sync_blocks`, or a checkpoint in it).
         """
+        self._check_writable()
         height = record.height
         K.check_u64("height", height, 1)
         if height <= self.head_height:
@@ -319,6 +341,7 @@ class Store:
         `chain_id` (network mode, with the genesis checkpoint 0) goes into the meta row
         `00 "chain_id"` in the same batch.
         """
+        self._check_writable()
         if checkpoint.height != self.head_height:
             raise StoreError(
                 f"checkpoint {checkpoint.height} is not at the head {self.head_height}"

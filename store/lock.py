@@ -20,30 +20,41 @@ _open_paths: set[str] = set()
 
 
 class DirectoryLock:
-    __slots__ = ("fd", "path")
+    __slots__ = ("fd", "held", "path")
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, create_file: bool = True) -> None:
+        """Take the directory. With `create_file=False` (a reader) a missing lock file is
+        not created: then only LevelDB's own lock guards against other processes."""
         path = os.path.realpath(directory)
         with _registry_guard:
             if path in _open_paths:
                 raise StoreLocked(f"{directory}: already open in this process")
+            flags = os.O_RDWR | (os.O_CREAT if create_file else 0)
             try:
-                fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(os.path.join(path, LOCK_FILE), flags, 0o644)
+            except FileNotFoundError:
+                if create_file:
+                    raise StoreError(f"{directory}: cannot create lock file") from None
+                fd = -1
             except OSError as exc:
                 raise StoreError(f"{directory}: cannot create lock file ({exc.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                raise StoreLocked(f"{directory}: in use by another process") from None
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise StoreLocked(f"{directory}: in use by another process") from None
             _open_paths.add(path)
         self.path = path
         self.fd = fd
+        self.held = True
 
     def release(self) -> None:
         with _registry_guard:
-            if self.fd < 0:
+            if not self.held:
                 return
-            os.close(self.fd)  # closing drops the flock
+            if self.fd >= 0:
+                os.close(self.fd)  # closing drops the flock
             self.fd = -1
+            self.held = False
             _open_paths.discard(self.path)

@@ -16,7 +16,6 @@ from state_machine import CoreError, normalize_address
 from state_machine.errors import CoreledgerError
 from store import Store
 
-READ_ONLY_KEEP = 2**32  # read-only commands never prune what `run --keep` keeps
 MAX_ASSET = 2**32 - 1
 
 
@@ -103,13 +102,14 @@ def check_asset(asset: int) -> int:
 
 
 def open_read_only(directory: str) -> Executor:
-    """The node in `directory`, recovered to its last logged block; nothing is pruned."""
+    """The node in `directory`, recovered to its last logged block in memory; nothing is
+    written (`Executor.open(read_only=True)`: no pruning, no missing checkpoint written)."""
     if not os.path.isdir(directory):
         raise CommandFailed(f"{directory}: no such store")
-    return Executor.open(directory, keep=READ_ONLY_KEEP, create=False)
+    return Executor.open(directory, read_only=True)
 
 
 def open_store(directory: str) -> Store:
     if not os.path.isdir(directory):
         raise CommandFailed(f"{directory}: no such store")
-    return Store(directory, keep=READ_ONLY_KEEP, create=False)
+    return Store(directory, read_only=True)

@@ -44,6 +44,9 @@ def handle(args: argparse.Namespace) -> int:
                 },
                 "kept_checkpoints": heights,
                 "head_height": store.head_height,
+                # A head at a checkpoint height whose checkpoint is not written yet (the
+                # next `run` writes it; read-only commands never do).
+                "missing_checkpoint": store.head_height if store.needs_checkpoint() else None,
                 "audited": (
                     "every kept checkpoint, the block chain and the history"
                     if args.all else None
