@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import cbor2
-import plyvel
 
 from state_machine import Fill, OrderType, Side, Tif, machine_from_entries
 from state_machine.entries import NEXT_ORDER_ID_KEY, balance_key, encode_balance, order_key
 from state_machine.types import Cancellation, CancelReason
 from store import keys as K
+from store import leveldb
 from store.database import Store
 from store.records import BlockRecord, Checkpoint, Entry, OrderPlaced, Roots
 from store.roots import compute_roots
@@ -126,7 +126,7 @@ def bench_blocks(blocks: int, per_block: int) -> list[Figure]:
         seconds = time.perf_counter() - started
         store.close()
     with _tempdir() as path:  # baseline: one raw batch per block of the same row count
-        db = plyvel.DB(path, create_if_missing=True)
+        db = leveldb.DB(path, create_if_missing=True)
         rows_per_block = 2 + 2 * per_block + 5 * (per_block // 2) + per_block // 4
         value = bytes(total // blocks // rows_per_block)
         started = time.perf_counter()
@@ -249,7 +249,7 @@ def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
 
 
 def _raw_scan(path: str) -> float:
-    db = plyvel.DB(path)
+    db = leveldb.DB(path)
     started = time.perf_counter()
     for _ in db.iterator(prefix=K.STATE_LATEST):
         pass

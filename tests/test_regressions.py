@@ -134,12 +134,12 @@ def test_verify_all_audits_history_and_names_a_corrupt_row(
     assert report["ok"] is True and report["audited"] and report["kept_checkpoints"] == [10, 20, 30]
     # Damage one history row: plain verify (the state at the checkpoint) still passes,
     # the audit names the row.
-    import plyvel
+    from store import leveldb
 
-    leveldb = plyvel.DB(str(db / "leveldb"))
-    key, value = next(leveldb.iterator(prefix=b"\x21"))  # the first fill row
-    leveldb.put(key, value[:-1] + bytes([value[-1] ^ 1]))
-    leveldb.close()
+    raw = leveldb.DB(str(db / "leveldb"))
+    key, value = next(raw.iterator(prefix=b"\x21"))  # the first fill row
+    raw.put(key, value[:-1] + bytes([value[-1] ^ 1]))
+    raw.close()
     assert main(["verify", "--db", str(db)]) == 0
     capsys.readouterr()
     assert main(["verify", "--db", str(db), "--all"]) == 1

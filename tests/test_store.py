@@ -48,6 +48,7 @@ from store import (
     Store,
     StoreError,
     StoreLocked,
+    leveldb,
 )
 from store import keys as K
 from store.roots import commitment_of, compute_roots, roots_of
@@ -308,9 +309,7 @@ def copy_of(built_dir: Path, tmp_path: Path) -> Path:
 
 
 def raw_db(directory: Path) -> Any:
-    import plyvel
-
-    return plyvel.DB(str(directory / "leveldb"))
+    return leveldb.DB(str(directory / "leveldb"))
 
 
 # -- opening, meta, locking ---------------------------------------------------------------
@@ -360,9 +359,7 @@ def test_format_version_checked(tmp_path: Path) -> None:
 
 def test_foreign_database_refused(tmp_path: Path) -> None:
     (tmp_path / "n").mkdir()
-    import plyvel
-
-    db = plyvel.DB(str(tmp_path / "n" / "leveldb"), create_if_missing=True)
+    db = leveldb.DB(str(tmp_path / "n" / "leveldb"), create_if_missing=True)
     db.put(b"hello", b"world")
     db.close()
     with pytest.raises(CorruptStore, match="not a coreledger store"):
@@ -374,9 +371,7 @@ def test_read_only_open_does_not_create_a_half_made_store(tmp_path: Path) -> Non
     # leaves an empty database; a read-only open must not write the default interval into
     # it, or resuming with the interval the operator chose is then refused.
     (tmp_path / "n").mkdir()
-    import plyvel
-
-    plyvel.DB(str(tmp_path / "n" / "leveldb"), create_if_missing=True).close()
+    leveldb.DB(str(tmp_path / "n" / "leveldb"), create_if_missing=True).close()
     with pytest.raises(StoreError, match="no store yet"):
         Store(str(tmp_path / "n"), create=False)
     with Store(str(tmp_path / "n"), checkpoint_interval=5) as store:
