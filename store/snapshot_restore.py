@@ -215,15 +215,14 @@ def install_snapshot(store: Store, restored: RestoredSnapshot) -> None:
     entries = restored.entries
     info = CheckpointInfo(height, metadata.block_hash, restored.roots, len(entries),
                           len(entries))
-    suffix = height.to_bytes(8, "big")
-    version, latest, log = K.STATE_VERSION, K.STATE_LATEST, K.CHECKPOINT_CHANGES + suffix
     present = codec.PRESENT
+    version_key, latest_key, change_log_key = K.version_key, K.latest_key, K.change_log_key
     with store._db.write_batch(transaction=True, sync=True) as batch:
         put = batch.put
         for key, value in entries:
-            put(version + key + suffix, present + value)
-            put(latest + key, value)
-            put(log + key, b"")
+            put(version_key(key, height), present + value)
+            put(latest_key(key), value)
+            put(change_log_key(height, key), b"")
         put(K.checkpoint_key(height), codec.encode_checkpoint(info))
         put(K.BASE_KEY, codec.encode_base(height, metadata.time, metadata.block_hash))
         put(K.HEAD_KEY, codec.encode_head(height, metadata.block_hash, 1))
