@@ -21,11 +21,14 @@ from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
 from block_exec.genesis import Genesis, GenesisError, genesis_balances_state
 from block_exec.signed import TxAuth
-from block_exec.types import Block, BlockResult
+from block_exec.types import Block, BlockResult, Limit, Market
 from block_exec.validate import checked_block_bytes, validate_block
 from merkle import NamespacedCommitment
 from state_machine import (
+    Cancellation,
     CoreStateMachine,
+    Fill,
+    OrderType,
     changed_entries,
     namespace_of,
     state_entries,
@@ -232,25 +235,34 @@ class Executor:
         assert self.store is not None
         root_hex = None if result.state_root is None else result.state_root.hex()
         result.receipts_line = block_receipts_line(block.height, root_hex, result.receipts)
+        # One pass over txs and receipts (the events of `result.placed()` and a second
+        # object per order cost 6% of a stored run).
+        placed: list[StoredOrder] = []
+        fills: list[Fill] = []
+        cancellations: list[Cancellation] = []
+        for tx, receipt in zip(block.txs, result.receipts, strict=True):
+            order_id = receipt.order_id
+            if order_id is not None:
+                if type(tx) is Limit:
+                    placed.append(StoredOrder(order_id, tx.user, tx.asset, tx.side,
+                                              OrderType.LIMIT, tx.tif, tx.price, tx.size))
+                else:
+                    assert type(tx) is Market
+                    placed.append(StoredOrder(order_id, tx.user, tx.asset, tx.side,
+                                              OrderType.MARKET, None, None, tx.size))
+            if receipt.fills:
+                fills.extend(receipt.fills)
+            if receipt.cancellations:
+                cancellations.extend(receipt.cancellations)
         record = BlockRecord(
             height=block.height,
             time=block.time,
             block_hash=result.block_hash,
             block_bytes=result.block_bytes,
             receipts=result.receipts_line.encode(),
-            placed=[
-                StoredOrder(
-                    event.order_id, event.user, event.asset, event.side, event.type,
-                    event.tif, event.price, event.size,
-                )
-                for event in result.placed()
-            ],
-            fills=[fill for receipt in result.receipts for fill in receipt.fills],
-            cancellations=[
-                cancellation
-                for receipt in result.receipts
-                for cancellation in receipt.cancellations
-            ],
+            placed=placed,
+            fills=fills,
+            cancellations=cancellations,
             auth=b"" if auth is None else encode_auth(auth),
         )
         checkpoint = None

@@ -49,16 +49,19 @@ def block_rows(record: BlockRecord, prev_hash: bytes, next_fill_seq: int) -> tup
     for placed in record.placed:
         order_id = placed.order_id
         K.check_u64("order id", order_id, 1)
-        add((K.order_key(order_id), codec.encode_order(placed, height)))
-        add((K.user_order_key(user_raw[placed.user], order_id), b""))
+        owner = user_raw[placed.user]
+        add((K.order_key(order_id), codec.encode_order(placed, height, owner)))
+        add((K.user_order_key(owner, order_id), b""))
     seq = next_fill_seq
     for fill in record.fills:
         size = codec.encode_fill_size(fill.size)
-        add((K.fill_key(seq), codec.encode_fill(fill, height)))
+        maker = user_raw[fill.maker]
+        taker = user_raw[fill.taker]
+        add((K.fill_key(seq), codec.encode_fill(fill, height, maker, taker)))
         add((K.order_fill_key(fill.maker_order_id, seq), size))
         add((K.order_fill_key(fill.taker_order_id, seq), size))
-        add((K.user_fill_key(user_raw[fill.maker], seq), b""))
-        add((K.user_fill_key(user_raw[fill.taker], seq), b""))
+        add((K.user_fill_key(maker, seq), b""))
+        add((K.user_fill_key(taker, seq), b""))
         seq += 1
     for cancellation in record.cancellations:
         add((K.cancel_key(cancellation.order_id), codec.encode_cancel(cancellation, height)))

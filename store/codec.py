@@ -73,11 +73,45 @@ def user_bytes(user: str) -> bytes:
     return bytes.fromhex(user[2:])
 
 
+# -- a small exact CBOR encoder for the fixed row shapes of the write path ---------------
+#
+# `cbor2.dumps` of a short list costs ~1 us of call and dispatch; the history rows of a
+# block (one per order, fill and cancellation) have fixed shapes of unsigned integers,
+# 20-byte addresses, small enumerations and nulls, so they are written directly. The bytes
+# are exactly cbor2's (tests/test_store_codec.py checks them against cbor2 for every shape
+# and integer width); anything outside these shapes goes through cbor2.
+
+_SMALL_UINT = tuple(
+    bytes((n,)) if n < 24 else b"\x18" + bytes((n,)) for n in range(256)
+)
+_ADDRESS_HEAD = b"\x54"  # a byte string of 20
+_NULL = b"\xf6"
+
+
+def _uint(n: int) -> bytes:
+    """The CBOR encoding of 0 <= n <= 2^64-1 (shortest form), as cbor2 writes it."""
+    if n < 256:
+        return _SMALL_UINT[n] if n >= 0 else cbor2.dumps(n)
+    if n < 0x10000:
+        return b"\x19" + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return b"\x1a" + n.to_bytes(4, "big")
+    if n < 0x10000000000000000:
+        return b"\x1b" + n.to_bytes(8, "big")
+    return cbor2.dumps(n)
+
+
+def _framed(payload: bytes) -> bytes:
+    return zlib.crc32(payload).to_bytes(4, "big") + payload
+
+
 # -- meta -------------------------------------------------------------------------------
 
 
 def encode_head(height: int, block_hash: bytes, next_fill_seq: int) -> bytes:
-    return frame([height, block_hash, next_fill_seq])
+    if len(block_hash) != 32:
+        return frame([height, block_hash, next_fill_seq])
+    return _framed(b"\x83" + _uint(height) + b"\x58\x20" + block_hash + _uint(next_fill_seq))
 
 
 def decode_head(value: bytes | None) -> tuple[int, bytes, int]:
@@ -145,18 +179,24 @@ def decode_block(height: int, value: bytes | None) -> StoredBlock:
 # -- history ----------------------------------------------------------------------------
 
 
-def encode_order(placed: OrderPlaced, height: int) -> bytes:
-    return frame(
-        [
-            user_bytes(placed.user),
-            placed.asset,
-            int(placed.side),
-            int(placed.order_type),
-            None if placed.tif is None else int(placed.tif),
-            placed.price,
-            placed.size,
-            height,
-        ]
+def encode_order(placed: OrderPlaced, height: int, user: bytes | None = None) -> bytes:
+    """F[user, asset, side, type, tif, price, size, height]; `user` its 20 bytes if known."""
+    tif = placed.tif
+    price = placed.price
+    return _framed(
+        b"".join(
+            (
+                b"\x88" + _ADDRESS_HEAD,
+                user_bytes(placed.user) if user is None else user,
+                _uint(placed.asset),
+                _SMALL_UINT[placed.side],
+                _SMALL_UINT[placed.order_type],
+                _NULL if tif is None else _SMALL_UINT[tif],
+                _NULL if price is None else _uint(price),
+                _uint(placed.size),
+                _uint(height),
+            )
+        )
     )
 
 
@@ -184,19 +224,28 @@ def decode_order(order_id: int, value: bytes | None) -> tuple[OrderPlaced, int]:
     return placed, uint(what, height, 1)
 
 
-def encode_fill(fill: Fill, height: int) -> bytes:
-    return frame(
-        [
-            fill.asset,
-            fill.maker_order_id,
-            fill.taker_order_id,
-            user_bytes(fill.maker),
-            user_bytes(fill.taker),
-            fill.price,
-            fill.size,
-            int(fill.taker_side),
-            height,
-        ]
+def encode_fill(
+    fill: Fill, height: int, maker: bytes | None = None, taker: bytes | None = None
+) -> bytes:
+    """F[asset, maker_order_id, taker_order_id, maker, taker, price, size, taker_side,
+    height]; `maker`, `taker` the addresses' 20 bytes if known."""
+    return _framed(
+        b"".join(
+            (
+                b"\x89",
+                _uint(fill.asset),
+                _uint(fill.maker_order_id),
+                _uint(fill.taker_order_id),
+                _ADDRESS_HEAD,
+                user_bytes(fill.maker) if maker is None else maker,
+                _ADDRESS_HEAD,
+                user_bytes(fill.taker) if taker is None else taker,
+                _uint(fill.price),
+                _uint(fill.size),
+                _SMALL_UINT[fill.taker_side],
+                _uint(height),
+            )
+        )
     )
 
 
@@ -227,7 +276,12 @@ def decode_fill_size(order_id: int, value: bytes) -> int:
 
 
 def encode_cancel(cancellation: Cancellation, height: int) -> bytes:
-    return frame([int(cancellation.reason), cancellation.size, height])
+    return _framed(
+        b"\x83"
+        + _SMALL_UINT[cancellation.reason]
+        + _uint(cancellation.size)
+        + _uint(height)
+    )
 
 
 def decode_cancel(order_id: int, value: bytes | None) -> tuple[CancelReason, int, int]:

@@ -11,6 +11,7 @@ beyond `keep` (`store.checkpoints`). History queries are `store.history`, the ch
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -273,7 +274,7 @@ class Store:
             raise StoreError(f"checkpoint {checkpoint.height} given with block {height}")
         sync = self.sync_blocks or checkpoint is not None
         rows, seq = blocklog.block_rows(record, self.head_hash, self._next_fill_seq)
-        written = sum(len(key) + len(value) for key, value in rows)
+        written = sum(map(len, itertools.chain.from_iterable(rows)))
         with self._db.write_batch(transaction=True, sync=sync) as batch:
             batch_put = batch.put
             for key, value in rows:
