@@ -10,17 +10,17 @@ beyond `keep` (`store.checkpoints`). History queries are `store.history`, the ch
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
-from collections.abc import Callable, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from state_machine import CoreError, CoreStateMachine, normalize_address
 from store import audit, blocklog, checkpoints, codec, history, leveldb
 from store import keys as K
 from store.checkpoints import Restored
 from store.errors import BlockConflict, CorruptStore, StoreError
+from store.guard import guarded, guarded_iter, translate
 from store.lock import DirectoryLock
 from store.records import (
     BlockRecord,
@@ -37,38 +37,6 @@ DEFAULT_CHECKPOINT_INTERVAL = 100
 DEFAULT_KEEP = 10
 
 __all__ = ["DB_DIR", "DEFAULT_CHECKPOINT_INTERVAL", "DEFAULT_KEEP", "Restored", "Store"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _translate(exc: Exception) -> StoreError:
-    if isinstance(exc, leveldb.CorruptionError):
-        return CorruptStore(f"LevelDB corruption: {exc}")
-    return StoreError(f"LevelDB error: {exc}")
-
-
-def _guarded(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
-    """Refuse a closed store and turn LevelDB's own errors into `StoreError`s."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._db is None:
-            raise StoreError(f"{self.directory}: the store is closed")
-        try:
-            return method(self, *args, **kwargs)
-        except (leveldb.Error, RuntimeError, OSError) as exc:
-            raise _translate(exc) from None
-
-    return wrapper
-
-
-def _guarded_iter(items: Iterator[R]) -> Iterator[R]:
-    try:
-        yield from items
-    except (leveldb.Error, RuntimeError, OSError) as exc:
-        raise _translate(exc) from None
-
 
 def _check_is_store(directory: str, db_path: str) -> None:
     """Refuse, touching nothing, a directory that holds no store."""
@@ -140,7 +108,7 @@ class Store:
             self._open_checked(checkpoint_interval, create)
         except (leveldb.Error, RuntimeError, OSError) as exc:
             self.close()
-            raise _translate(exc) from None
+            raise translate(exc) from None
         except BaseException:
             self.close()
             raise
@@ -211,7 +179,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @_guarded
+    @guarded
     def compact(self) -> None:
         """Compact the whole database (after a bulk import: reopening then replays no log)."""
         self._check_writable()
@@ -227,7 +195,7 @@ class Store:
 
     # -- blocks -------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def block(self, height: int) -> StoredBlock | None:
         if not 1 <= height <= self.head_height or (
             self.base is not None and height <= self.base.height
@@ -242,7 +210,7 @@ class Store:
         block = self.block(height)
         return None if block is None else block.block_hash
 
-    @_guarded
+    @guarded
     def append_block(self, record: BlockRecord, checkpoint: Checkpoint | None = None) -> bool:
         """Store one applied block (and, at checkpoint heights, its checkpoint) atomically.
 
@@ -290,10 +258,10 @@ class Store:
             self._checkpoint_written(info)
         return True
 
-    @_guarded
+    @guarded
     def blocks_after(self, height: int) -> Iterator[StoredBlock]:
         """The stored blocks above `height` up to the head, in order, checking the chain."""
-        return _guarded_iter(self._blocks_after(height))
+        return guarded_iter(self._blocks_after(height))
 
     def _blocks_after(self, height: int) -> Iterator[StoredBlock]:
         K.check_u64("height", height)
@@ -318,7 +286,7 @@ class Store:
     def latest_checkpoint(self) -> CheckpointInfo | None:
         return self._latest
 
-    @_guarded
+    @guarded
     def checkpoint(self, height: int) -> CheckpointInfo | None:
         return checkpoints.read_checkpoint(self._db, height)
 
@@ -335,7 +303,7 @@ class Store:
             and (not self._checkpoint_heights or self._checkpoint_heights[-1] != head)
         )
 
-    @_guarded
+    @guarded
     def write_checkpoint(self, checkpoint: Checkpoint, chain_id: str | None = None) -> None:
         """Checkpoint the state at the head, in one synced batch (then prune).
 
@@ -375,7 +343,7 @@ class Store:
 
     # -- state --------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def state_entries_at(
         self, height: int | None = None
     ) -> tuple[CheckpointInfo | None, list[Entry]]:
@@ -390,7 +358,7 @@ class Store:
             raise StoreError(f"height {height} is not a kept checkpoint (kept: {kept})")
         return self.checkpoint(height), checkpoints.versioned_entries(self._db, height)
 
-    @_guarded
+    @guarded
     def restore(
         self, height: int | None = None, compute_roots: ComputeRoots | None = None
     ) -> Restored:
@@ -413,7 +381,7 @@ class Store:
 
     # -- verification -------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def verify(
         self, height: int | None = None, compute_roots: ComputeRoots | None = None
     ) -> CheckpointInfo | None:
@@ -422,7 +390,7 @@ class Store:
             raise StoreError("verify needs a root function")
         return self.restore(height, compute_roots).checkpoint
 
-    @_guarded
+    @guarded
     def verify_all(self, compute_roots: ComputeRoots) -> None:
         """Check everything: every kept checkpoint's roots, the latest copy against the
         versions, the block chain, and every history row. Raises CorruptStore."""
@@ -436,14 +404,14 @@ class Store:
 
     # -- history ------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def order_history(
         self, order_id: int, limit: int | None = None, after: str | None = None
     ) -> HistoryPage:
         """One order (as `orders`, one item) and its fills; paged like `user_history`."""
         return history.order_history(self._db, order_id, limit, after)
 
-    @_guarded
+    @guarded
     def user_history(
         self, user: str, limit: int | None = None, after: str | None = None
     ) -> HistoryPage:
