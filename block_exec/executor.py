@@ -36,6 +36,7 @@ from state_machine import (
 from store import (
     BlockRecord,
     Checkpoint,
+    Restored,
     Roots,
     Store,
     StoreError,
@@ -98,8 +99,14 @@ class Executor:
         sync_blocks: bool = False,
         create: bool = True,
         read_only: bool = False,
+        trusted: tuple[Restored, NamespacedCommitment] | None = None,
     ) -> Executor:
         """Open (or create) the store in `directory` and recover.
+
+        `trusted` (state sync): the state of the store's latest checkpoint and its
+        commitment, just rebuilt and checked against the trusted root by the caller;
+        recovery then adopts them instead of rebuilding and re-hashing the same state
+        (used only if its height and root are the latest checkpoint's).
 
         Recovery restores the latest checkpoint, recomputes its root and refuses to start
         (StateDiverged, naming the namespace) if it differs from the stored one, then
@@ -123,7 +130,17 @@ class Executor:
                 built.append(commitment)
                 return roots_of(commitment)
 
-            restored = store.restore(compute_roots=compute_roots)
+            latest = store.latest_checkpoint()
+            if (
+                trusted is not None
+                and latest is not None
+                and trusted[0].height == latest.height
+                and trusted[1].root() == latest.roots.root
+            ):
+                restored = trusted[0]
+                built.append(trusted[1])
+            else:
+                restored = store.restore(compute_roots=compute_roots)
             executor = cls(CoreStateMachine(), checkpoint_interval=store.checkpoint_interval)
             executor.state = restored.machine
             executor.commitment = built[0] if built else commitment_of(restored.entries)

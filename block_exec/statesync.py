@@ -5,7 +5,9 @@ values; the ABCI application translates requests and responses (protobuf) and ca
 from its one state-owning task. How an ABCI app wires it:
 
 ```python
-sync = StateSync.for_node(executor, reopen=lambda: Executor.open(db, ...))
+def reopen(*, trusted=None):
+    return Executor.open(db, ..., trusted=trusted)
+sync = StateSync.for_node(executor, reopen)
 # ListSnapshots      -> sync.list_snapshots()                 : list[Snapshot]
 # LoadSnapshotChunk  -> sync.load_snapshot_chunk(h, format, i)  : bytes
 # OfferSnapshot      -> sync.offer_snapshot(Snapshot(...), app_hash) : OfferVerdict
@@ -37,9 +39,11 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
+from typing import Protocol
 
 from block_exec.executor import Executor
-from store import StoreError
+from merkle import NamespacedCommitment
+from store import Restored, StoreError
 from store.snapshot_format import DEFAULT_CHUNK_LIMIT, Snapshot
 from store.snapshot_restore import (
     ChunkOutcome,
@@ -57,6 +61,14 @@ CHUNK_LIMIT_ENV = "CORELEDGER_TEST_SNAPSHOT_CHUNK_LIMIT"
 Log = Callable[[str], None]
 
 
+Trusted = tuple[Restored, NamespacedCommitment]
+"""A restored state and its commitment, for `Executor.open(..., trusted=...)`."""
+
+
+class Reopen(Protocol):
+    def __call__(self, *, trusted: Trusted | None = None) -> Executor: ...
+
+
 def _no_log(_: str) -> None:
     return None
 
@@ -67,15 +79,16 @@ class StateSync:
     def __init__(
         self,
         executor: Executor,
-        reopen: Callable[[], Executor],
+        reopen: Reopen,
         *,
         keep: int = DEFAULT_SNAPSHOT_KEEP,
         chunk_limit: int = DEFAULT_CHUNK_LIMIT,
         corrupt_chunks: bool = False,
         log: Log = _no_log,
     ) -> None:
-        """`reopen` opens the node's executor on its directory again (same options): it
-        is called once a restored snapshot has been written into the store."""
+        """`reopen(trusted=...)` opens the node's executor on its directory again (same
+        options, passing `trusted` on to `Executor.open`): it is called once a restored
+        snapshot has been written into the store."""
         self.executor = executor
         self.reopen = reopen
         self.keep = keep
@@ -87,7 +100,7 @@ class StateSync:
 
     @classmethod
     def for_node(
-        cls, executor: Executor, reopen: Callable[[], Executor], *, log: Log = _no_log
+        cls, executor: Executor, reopen: Reopen, *, log: Log = _no_log
     ) -> StateSync:
         """As the node runs it: defaults, plus the test-only switches of the environment."""
         target = os.environ.get(CORRUPT_CHUNKS_ENV, "")
@@ -184,7 +197,7 @@ class StateSync:
             self.service = self._service()
             return ChunkOutcome(ChunkVerdict.ABORT, str(exc))
         self.executor.close()
-        self.executor = self.reopen()
+        self.executor = self.reopen(trusted=restored.as_restored())
         self.service = self._service()
         self.log(
             f"restored height {self.executor.height}, root {self.executor.state_root.hex()}"

@@ -14,16 +14,16 @@ or abandoned attempt therefore leaves nothing in the store, whatever the moment.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from merkle import NamespacedCommitment
 from state_machine import CoreError, CoreStateMachine, machine_from_entries
 from store import codec
 from store import keys as K
-from store.database import Store
+from store.database import Restored, Store
 from store.errors import StoreError
 from store.records import CheckpointInfo, Entry, Roots
-from store.roots import compute_roots as default_compute_roots
+from store.roots import commitment_of, roots_of
 from store.snapshot_format import (
     FORMAT,
     MAX_CHUNK_LIMIT,
@@ -79,10 +79,15 @@ class RestoredSnapshot:
     metadata: SnapshotMetadata
     entries: list[Entry]
     machine: CoreStateMachine
+    commitment: NamespacedCommitment
     roots: Roots
 
-
-ComputeRoots = Callable[[Sequence[Entry]], Roots]
+    def as_restored(self) -> tuple[Restored, NamespacedCommitment]:
+        """What `Executor.open(..., trusted=...)` adopts once this is installed."""
+        metadata = self.metadata
+        info = CheckpointInfo(metadata.height, metadata.block_hash, self.roots,
+                              len(self.entries), len(self.entries))
+        return Restored(metadata.height, info, self.entries, self.machine), self.commitment
 
 
 @dataclass(slots=True)
@@ -91,7 +96,6 @@ class Restorer:
 
     snapshot: Snapshot
     app_hash: bytes
-    compute_roots: ComputeRoots = default_compute_roots
     metadata: SnapshotMetadata = field(init=False)
     restored: RestoredSnapshot | None = field(init=False, default=None)
     _entries: list[Entry] = field(init=False, default_factory=list)
@@ -187,14 +191,15 @@ class Restorer:
             machine = machine_from_entries(entries, check_canonical=False)
         except CoreError as exc:
             return self._reject(f"restored state is inconsistent: {exc}", sender)
-        roots = self.compute_roots(entries)
+        commitment = commitment_of(entries)
+        roots = roots_of(commitment)
         if roots.root != self.app_hash:
             return self._reject(
                 f"restored state root {roots.root.hex()[:16]} is not the app hash "
                 f"{self.app_hash.hex()[:16]}",
                 sender,
             )
-        self.restored = RestoredSnapshot(metadata, entries, machine, roots)
+        self.restored = RestoredSnapshot(metadata, entries, machine, commitment, roots)
         self._entries = []
         return ChunkOutcome(ChunkVerdict.ACCEPT)
 

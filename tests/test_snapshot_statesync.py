@@ -15,6 +15,7 @@ from block_exec.statesync import (
     CHUNK_LIMIT_ENV,
     CORRUPT_CHUNKS_ENV,
     StateSync,
+    Trusted,
     run_in_background,
 )
 from store.snapshot_format import MIN_CHUNK_LIMIT, Snapshot
@@ -38,8 +39,8 @@ def _blocks(count: int) -> tuple[list[Block], dict[int, bytes]]:
 
 
 def _node(directory: str, *, corrupt: bool = False) -> StateSync:
-    def reopen() -> Executor:
-        return Executor.open(directory, checkpoint_interval=5, keep=3)
+    def reopen(*, trusted: Trusted | None = None) -> Executor:
+        return Executor.open(directory, trusted=trusted, checkpoint_interval=5, keep=3)
 
     return StateSync(reopen(), reopen, chunk_limit=MIN_CHUNK_LIMIT, corrupt_chunks=corrupt)
 
@@ -119,7 +120,7 @@ def test_for_node_reads_the_test_switches(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv(CHUNK_LIMIT_ENV, "2048")
     directory = str(tmp_path / "node")
     lines: list[str] = []
-    sync = StateSync.for_node(Executor.open(directory), lambda: Executor.open(directory),
+    sync = StateSync.for_node(Executor.open(directory), lambda **_: Executor.open(directory),
                               log=lines.append)
     assert sync.corrupt_chunks and sync.chunk_limit == 2048
     assert any("TEST FAULT" in line for line in lines)
@@ -127,13 +128,13 @@ def test_for_node_reads_the_test_switches(tmp_path: Path, monkeypatch: pytest.Mo
     sync.executor.close()
     monkeypatch.delenv(CORRUPT_CHUNKS_ENV)
     monkeypatch.delenv(CHUNK_LIMIT_ENV)
-    sync = StateSync.for_node(Executor.open(directory), lambda: Executor.open(directory))
+    sync = StateSync.for_node(Executor.open(directory), lambda **_: Executor.open(directory))
     assert not sync.corrupt_chunks and sync.chunk_limit == 4 * 1024 * 1024
     sync.close()
     sync.executor.close()
     for value, corrupt in ((directory, True), (str(tmp_path / "other"), False)):
         monkeypatch.setenv(CORRUPT_CHUNKS_ENV, value)  # one node of a network, by its store
-        sync = StateSync.for_node(Executor.open(directory), lambda: Executor.open(directory))
+        sync = StateSync.for_node(Executor.open(directory), lambda **_: Executor.open(directory))
         assert sync.corrupt_chunks is corrupt
         sync.close()
         sync.executor.close()
