@@ -341,6 +341,7 @@ def run_all(quick: bool) -> list[Figure]:
     """Every workload; `quick` keeps the whole run under about 30 seconds."""
     from block_exec import bench_merkle as merkle_bench
     from block_exec import bench_signed as signed_bench
+    from block_exec import bench_statesync as statesync_bench
     from store import bench as store_bench
 
     figures = core_benchmarks(quick)
@@ -348,4 +349,5 @@ def run_all(quick: bool) -> list[Figure]:
     figures.extend(store_bench.run_benchmarks(quick))
     figures.extend(merkle_bench.run_benchmarks(quick))
     figures.extend(signed_bench.signed_benchmarks(quick))
+    figures.extend(statesync_bench.run_benchmarks(quick))
     return figures

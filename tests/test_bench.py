@@ -22,6 +22,9 @@ REQUIRED_PREFIXES = (
     "mixed_flow/apply_block_in_memory",
     "mixed_flow/run_with_store",
     "block_root/txs=1000/",
+    "statesync/replay_blocks/",
+    "statesync/restore_snapshot/",
+    "statesync/consensus_overhead",
 )
 
 
@@ -62,5 +65,10 @@ def test_bench_quick_reports_every_workload_as_json() -> None:
     memory = next(f for f in figures if f["name"].startswith("memory_per_resting_order/"))
     parts = memory["core_bytes_per_order"] + memory["tree_bytes_per_order"]
     assert abs(memory["bytes_per_order"] - parts) <= 1  # each is floored on its own
+    restore = next(f for f in figures if f["name"].startswith("statesync/restore_snapshot/"))
+    assert restore["baseline"].startswith("statesync/replay_blocks/")
+    assert restore["speedup_vs_baseline"] > 0 and restore["chunks"] >= 1
+    overhead = by_name["statesync/consensus_overhead"]
+    assert overhead["work_slices"] > 0 and overhead["snapshots_listed"]
     # the human table goes to stderr, one row per figure
     assert all(name[:52] in done.stderr for name in names)
