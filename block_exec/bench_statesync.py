@@ -89,7 +89,7 @@ def _restore(server: StateSync, directory: str) -> tuple[StateSync, tuple[float,
     snapshot = server.list_snapshots()[0]
     app_hash = server.executor.state_root
     clock = _Clock()
-    joiner = StateSync(reopen(), reopen)
+    joiner = StateSync(reopen(), reopen, interval=5)
     verdict = joiner.offer_snapshot(snapshot, app_hash)
     if verdict.value != "accept":
         raise RuntimeError(f"snapshot offer refused: {verdict}")
@@ -110,7 +110,7 @@ def bench_restore(orders: int, workdir: str) -> tuple[list[Figure], StateSync]:
     txs = sum(len(block.txs) for block in blocks)
     replay = figure(f"statesync/replay_blocks/orders={orders}", txs, replay_wall,
                     cpu_seconds=round(replay_cpu, 3), blocks=len(blocks))
-    server = StateSync(server_executor, lambda **_: server_executor)
+    server = StateSync(server_executor, lambda **_: server_executor, interval=len(blocks))
     clock = _Clock()
     server.after_commit()
     while server.work():

@@ -53,7 +53,12 @@ from store.snapshot_restore import (
     SnapshotRefused,
     install_snapshot,
 )
-from store.snapshots import DEFAULT_SNAPSHOT_KEEP, DEFAULT_WORK_BUDGET, SnapshotService
+from store.snapshots import (
+    DEFAULT_SNAPSHOT_INTERVAL,
+    DEFAULT_SNAPSHOT_KEEP,
+    DEFAULT_WORK_BUDGET,
+    SnapshotService,
+)
 
 CORRUPT_CHUNKS_ENV = "CORELEDGER_TEST_CORRUPT_CHUNKS"
 CHUNK_LIMIT_ENV = "CORELEDGER_TEST_SNAPSHOT_CHUNK_LIMIT"
@@ -81,6 +86,7 @@ class StateSync:
         executor: Executor,
         reopen: Reopen,
         *,
+        interval: int = DEFAULT_SNAPSHOT_INTERVAL,
         keep: int = DEFAULT_SNAPSHOT_KEEP,
         chunk_limit: int = DEFAULT_CHUNK_LIMIT,
         corrupt_chunks: bool = False,
@@ -91,6 +97,7 @@ class StateSync:
         snapshot has been written into the store."""
         self.executor = executor
         self.reopen = reopen
+        self.interval = interval
         self.keep = keep
         self.chunk_limit = chunk_limit
         self.corrupt_chunks = corrupt_chunks
@@ -100,7 +107,12 @@ class StateSync:
 
     @classmethod
     def for_node(
-        cls, executor: Executor, reopen: Reopen, *, log: Log = _no_log
+        cls,
+        executor: Executor,
+        reopen: Reopen,
+        *,
+        interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+        log: Log = _no_log,
     ) -> StateSync:
         """As the node runs it: defaults, plus the test-only switches of the environment."""
         target = os.environ.get(CORRUPT_CHUNKS_ENV, "")
@@ -113,13 +125,15 @@ class StateSync:
         limit = int(limit_text) if limit_text.isdigit() else DEFAULT_CHUNK_LIMIT
         if corrupt:
             log(f"TEST FAULT {CORRUPT_CHUNKS_ENV}=1: serving corrupted snapshot chunks")
-        return cls(executor, reopen, chunk_limit=limit, corrupt_chunks=corrupt, log=log)
+        return cls(executor, reopen, interval=interval, chunk_limit=limit,
+                   corrupt_chunks=corrupt, log=log)
 
     def _service(self) -> SnapshotService | None:
         store = self.executor.store
         if store is None:
             return None
-        return SnapshotService(store, keep=self.keep, chunk_limit=self.chunk_limit)
+        return SnapshotService(store, interval=self.interval, keep=self.keep,
+                               chunk_limit=self.chunk_limit)
 
     def close(self) -> None:
         if self.service is not None:

@@ -1,14 +1,18 @@
-"""Taking, listing, serving and pruning format-1 snapshots of a store's kept checkpoints.
+"""Taking, listing, serving and pruning format-1 snapshots of a store's checkpoints.
+
+A snapshot is taken of each checkpoint whose height is a multiple of the snapshot
+interval (default 100 blocks); the newest `keep` (2) are listed and served from their
+files, so a snapshot outlives the pruning of its checkpoint (a node checkpointing every
+block keeps its snapshots for as long as a joining node needs them).
 
 Consensus never waits for a snapshot (spec/store.md, "State sync"):
-- `refresh()` (after each Commit) only compares the store's kept checkpoint heights with
-  the snapshots it has: O(kept), no I/O beyond a LevelDB snapshot handle (a sequence
-  number) for a new checkpoint;
-- the work itself (reading a checkpoint's entries, cutting and hashing chunks, writing
-  them to files, deleting pruned snapshots) is done by `work(budget)` in slices of at
-  most `budget` entries (~1 us each) that the node runs when it is idle; entries are read
-  through that LevelDB snapshot, so blocks, checkpoints and prunes committed meanwhile
-  change nothing of what a snapshot holds;
+- `refresh()` (after each Commit) only looks at the latest checkpoint: O(keep), no I/O
+  beyond a LevelDB snapshot handle (a sequence number) when a snapshot is due;
+- the work itself (reading the checkpoint's entries, cutting and hashing chunks, writing
+  them to files, deleting snapshots beyond `keep`) is done by `work(budget)` in slices of
+  at most `budget` entries (3-4 us each) that the node runs when it is idle; entries are
+  read through that LevelDB snapshot, so blocks, checkpoints and prunes committed
+  meanwhile change nothing of what a snapshot holds;
 - `load_chunk` reads one chunk file (<= 10 MB) and checks its hash.
 
 On disk, beside the store (local layout, not part of the format):
@@ -30,7 +34,6 @@ from typing import Any, BinaryIO
 
 import blake3
 
-from store import codec
 from store import keys as K
 from store.database import Store
 from store.errors import CorruptStore, StoreError
@@ -47,6 +50,7 @@ from store.snapshot_format import (
 )
 
 SNAPSHOTS_DIR = "snapshots"
+DEFAULT_SNAPSHOT_INTERVAL = 100  # blocks between snapshots (at checkpoint heights)
 DEFAULT_SNAPSHOT_KEEP = 2  # CometBFT: "generally only the last two snapshots are needed"
 DEFAULT_WORK_BUDGET = 500  # entries per `work` slice: ~2 ms of CPU (3-4 us an entry, measured)
 _PARTIAL = ".partial"
@@ -66,28 +70,6 @@ def chain_position(store: Store, height: int) -> tuple[int, bytes]:
 def _latest_entries(view: Any) -> Iterator[Entry]:
     for key, value in view.iterator(prefix=K.STATE_LATEST):
         yield key[1:], value
-
-
-def _versioned_entries(view: Any, height: int) -> Iterator[Entry]:
-    """Per state key, its newest version at or below `height` (spec/store.md, "Restoring")."""
-    current = b""
-    chosen: bytes | None = None
-    for key, value in view.iterator(prefix=K.STATE_VERSION):
-        state_key = key[1:-8]
-        if state_key != current:
-            if chosen is not None:
-                yield current, chosen
-            current = state_key
-            chosen = None
-        if int.from_bytes(key[-8:], "big") <= height:
-            if value == codec.TOMBSTONE:
-                chosen = None
-            elif value[:1] == codec.PRESENT:
-                chosen = value[1:]
-            else:
-                raise CorruptStore(f"state version {key.hex()}: bad version tag")
-    if chosen is not None:
-        yield current, chosen
 
 
 class _Job:
@@ -206,8 +188,9 @@ class _Served:
 
 
 class SnapshotService:
-    """The snapshots of the newest `keep` kept checkpoints of `store`, built in the
-    background (`work`), listed and served from files. Owned by the store's owner (one
+    """Snapshots of the store's checkpoints at multiples of `interval`, the newest `keep`
+    of them, built in the background (`work`), listed and served from their files (so a
+    snapshot outlives the pruning of its checkpoint). Owned by the store's owner (one
     thread): call `refresh` after each commit and `work` whenever there is time; close it
     before the store."""
 
@@ -215,12 +198,16 @@ class SnapshotService:
         self,
         store: Store,
         *,
+        interval: int = DEFAULT_SNAPSHOT_INTERVAL,
         keep: int = DEFAULT_SNAPSHOT_KEEP,
         chunk_limit: int = DEFAULT_CHUNK_LIMIT,
     ) -> None:
         if type(keep) is not int or keep < 1:
             raise StoreError(f"snapshot keep {keep!r} must be at least 1")
+        if type(interval) is not int or interval < 1:
+            raise StoreError(f"snapshot interval {interval!r} must be at least 1")
         self.store = store
+        self.interval = interval
         self.keep = keep
         self.chunk_limit = check_chunk_limit(chunk_limit)
         self.directory = os.path.join(store.directory, SNAPSHOTS_DIR)
@@ -232,29 +219,28 @@ class SnapshotService:
         self.refresh()
 
     def _load(self) -> None:
-        kept = set(self.store.checkpoint_heights())
         for name in sorted(os.listdir(self.directory)):
             path = os.path.join(self.directory, name)
-            served = None
-            if name.isdigit() and int(name) in kept:
-                served = self._read(path, int(name))
+            served = self._read(path, int(name)) if name.isdigit() else None
             if served is None:
                 self._doomed.append(path)
             else:
                 self._served[served.metadata.height] = served
+        self._trim()
 
     def _read(self, path: str, height: int) -> _Served | None:
+        """A snapshot left by an earlier run, if it is whole and still this store's."""
         try:
             with open(os.path.join(path, "metadata"), "rb") as file:
                 metadata = SnapshotMetadata.decode(file.read())
         except (OSError, SnapshotFormatError):
             return None
-        info = self.store.checkpoint(height)
+        info = self.store.checkpoint(height)  # None once pruned: the files stand alone
         if (
             metadata.height != height
+            or height > self.store.head_height
             or metadata.chunk_limit != self.chunk_limit
-            or info is None
-            or info.roots.root != metadata.root
+            or (info is not None and info.roots.root != metadata.root)
         ):
             return None
         return _Served(metadata, Snapshot.of(metadata), path)
@@ -264,42 +250,43 @@ class SnapshotService:
         while self._jobs:
             self._jobs.popleft()[1].abandon()
 
-    # -- the consensus side: O(kept) ------------------------------------------------------
+    def _trim(self) -> None:
+        """Keep the newest `keep` finished snapshots and at most `keep` jobs."""
+        for height in sorted(self._served)[: -self.keep]:
+            self._doomed.append(self._served.pop(height).path)
+        while len(self._jobs) > self.keep:
+            self._jobs.popleft()[1].abandon()
+
+    # -- the consensus side: O(1) ---------------------------------------------------------
 
     def refresh(self) -> None:
-        """Match the snapshots to the store's kept checkpoints: queue new ones, drop pruned.
-
-        Called after each Commit; costs O(kept checkpoints) and one LevelDB snapshot
-        handle per new checkpoint (no entry is read here).
-        """
-        # not checkpoint 0 (a network chain's genesis state): it has no block to name
-        wanted = [h for h in self.store.checkpoint_heights() if h > 0][-self.keep :]
-        for height in [h for h in self._served if h not in wanted]:
-            self._doomed.append(self._served.pop(height).path)
-        for height, job in [item for item in self._jobs if item[0] not in wanted]:
-            self._jobs.remove((height, job))
-            job.abandon()
-        queued = {height for height, _ in self._jobs}
+        """Queue a snapshot of the latest checkpoint if it is due (its height a multiple
+        of `interval`, newer than every snapshot). Called after each Commit: O(keep) and,
+        for a due checkpoint, one LevelDB snapshot handle (no entry is read here)."""
         latest = self.store.latest_checkpoint()
-        for height in wanted:
-            if height not in self._served and height not in queued:
-                self._jobs.append((height, self._job(height, latest is not None
-                                                     and latest.height == height)))
+        # not checkpoint 0 (a network chain's genesis state): it has no block to name
+        if latest is None or latest.height == 0 or latest.height % self.interval:
+            return
+        newest = max([*self._served, *(height for height, _ in self._jobs)], default=0)
+        if latest.height <= newest:
+            return
+        self._jobs.append((latest.height, self._job(latest.height)))
+        self._trim()
 
-    def _job(self, height: int, is_latest: bool) -> _Job:
+    def _job(self, height: int) -> _Job:
         store = self.store
         info = store.checkpoint(height)
         if info is None:
             raise CorruptStore(f"checkpoint {height} is listed but missing")
         view = store._db.snapshot()  # the store package's own handle: a consistent view
-        entries = _latest_entries(view) if is_latest else _versioned_entries(view, height)
         # The block time is read by the job's first slice: decoding the block row (its
         # block bytes included) costs milliseconds that Commit should not pay.
         template = SnapshotMetadata(
             height, 0, info.block_hash, info.roots.root, info.entry_count, self.chunk_limit, ()
         )
-        return _Job(os.path.join(self.directory, str(height)), template, view, entries,
-                    self.chunk_limit, lambda: chain_position(store, height)[0])
+        return _Job(os.path.join(self.directory, str(height)), template, view,
+                    _latest_entries(view), self.chunk_limit,
+                    lambda: chain_position(store, height)[0])
 
     def list(self) -> list[Snapshot]:
         """ListSnapshots: the finished snapshots, newest first. O(keep)."""
@@ -330,6 +317,7 @@ class SnapshotService:
             if metadata is not None:
                 self._jobs.popleft()
                 self._served[height] = _Served(metadata, Snapshot.of(metadata), job.path)
+                self._trim()
         return self.pending
 
     def finish(self) -> None:

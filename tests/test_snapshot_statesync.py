@@ -42,7 +42,8 @@ def _node(directory: str, *, corrupt: bool = False) -> StateSync:
     def reopen(*, trusted: Trusted | None = None) -> Executor:
         return Executor.open(directory, trusted=trusted, checkpoint_interval=5, keep=3)
 
-    return StateSync(reopen(), reopen, chunk_limit=MIN_CHUNK_LIMIT, corrupt_chunks=corrupt)
+    return StateSync(reopen(), reopen, interval=5, chunk_limit=MIN_CHUNK_LIMIT,
+                     corrupt_chunks=corrupt)
 
 
 def test_a_joiner_restores_from_good_servers_and_rejects_the_corrupt_one(tmp_path: Path) -> None:

@@ -84,9 +84,12 @@ def _all_rows(directory: str) -> list[tuple[bytes, bytes]]:
 def test_served_snapshots_restore_into_a_store_that_verifies_and_continues(
     chain: Chain, tmp_path: Path
 ) -> None:
-    source = chain.run(str(tmp_path / "src"), 23, checkpoint_interval=5, keep=3)
+    source = chain.run(str(tmp_path / "src"), 15, checkpoint_interval=5, keep=3)
     assert source.store is not None
-    service = SnapshotService(source.store, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
+    service = SnapshotService(source.store, interval=5, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
+    for block in chain.blocks[15:23]:
+        source.apply_block(block)
+        service.refresh()
     service.finish()
     assert [s.height for s in service.list()] == [20, 15]
     for snapshot in service.list():
@@ -132,14 +135,16 @@ def test_served_snapshots_restore_into_a_store_that_verifies_and_continues(
 
 
 def test_a_snapshot_reads_its_height_while_blocks_commit(chain: Chain, tmp_path: Path) -> None:
-    source = chain.run(str(tmp_path / "src"), 10, checkpoint_interval=5, keep=2)
+    source = chain.run(str(tmp_path / "src"), 10, checkpoint_interval=5, keep=1)
     assert source.store is not None
-    service = SnapshotService(source.store, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
-    service.work(budget=1)  # started: one entry read
-    for block in chain.blocks[10:15]:  # checkpoint 15 rewrites the latest copy, prunes 5
+    service = SnapshotService(source.store, interval=5, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
+    service.work(budget=1)  # the set-up slice
+    service.work(budget=1)  # one entry read
+    for block in chain.blocks[10:15]:  # checkpoint 15 rewrites the latest copy, prunes 10
         source.apply_block(block)
+        service.refresh()
         service.work(budget=3)
-    service.refresh()
+    assert source.store.checkpoint_heights() == [15]
     service.finish()
     by_height = {s.height: s for s in service.list()}
     assert sorted(by_height) == [10, 15]
@@ -150,34 +155,37 @@ def test_a_snapshot_reads_its_height_while_blocks_commit(chain: Chain, tmp_path:
     source.close()
 
 
-def test_pruned_checkpoints_lose_their_snapshots_and_restarts_keep_the_rest(
-    chain: Chain, tmp_path: Path
-) -> None:
+def test_snapshots_outlive_their_checkpoints_and_restarts(chain: Chain, tmp_path: Path) -> None:
     directory = str(tmp_path / "src")
-    source = chain.run(directory, 10, checkpoint_interval=5, keep=2)
+    source = chain.run(directory, 10, checkpoint_interval=1, keep=2)  # a checkpoint a block
     assert source.store is not None
-    service = SnapshotService(source.store, keep=2)
+    service = SnapshotService(source.store, interval=10, keep=2)
     service.finish()
-    for block in chain.blocks[10:20]:
+    for block in chain.blocks[10:35]:
         source.apply_block(block)
-    service.refresh()
-    assert [s.height for s in service.list()] == []  # 5, 10 pruned; 15, 20 not built yet
+        service.refresh()
+        service.work()
     service.finish()
-    assert [s.height for s in service.list()] == [20, 15]
-    assert sorted(os.listdir(os.path.join(directory, "snapshots"))) == ["15", "20"]
+    assert source.store.checkpoint_heights() == [34, 35]
+    assert [s.height for s in service.list()] == [30, 20]  # 10 dropped: keep 2
+    snapshot = service.list()[1]
+    restored = _restore(service, snapshot, chain.roots[20])  # checkpoint 20 is long pruned
+    assert restored.entries == chain.entries[20]
+    assert sorted(os.listdir(os.path.join(directory, "snapshots"))) == ["20", "30"]
     service.close()
     source.close()
-    os.makedirs(os.path.join(directory, "snapshots", "25.partial"))  # a killed build
+    os.makedirs(os.path.join(directory, "snapshots", "40.partial"))  # a killed build
     reopened = Executor.open(directory)
     assert reopened.store is not None
-    again = SnapshotService(reopened.store, keep=2)
-    assert [s.height for s in again.list()] == [20, 15]  # read back, nothing rebuilt
+    again = SnapshotService(reopened.store, interval=10, keep=2)
+    assert [s.height for s in again.list()] == [30, 20]  # read back, nothing rebuilt
+    assert not again._jobs
     again.finish()
-    assert sorted(os.listdir(os.path.join(directory, "snapshots"))) == ["15", "20"]
-    chunk = os.path.join(directory, "snapshots", "20", "0")
+    assert sorted(os.listdir(os.path.join(directory, "snapshots"))) == ["20", "30"]
+    chunk = os.path.join(directory, "snapshots", "30", "0")
     with open(chunk, "r+b") as file:
         file.write(b"\xff")
-    assert again.load_chunk(20, 1, 0) == b""  # a damaged file is not served
+    assert again.load_chunk(30, 1, 0) == b""  # a damaged file is not served
     again.close()
     reopened.close()
 
