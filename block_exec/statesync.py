@@ -124,7 +124,7 @@ class StateSync:
         limit_text = os.environ.get(CHUNK_LIMIT_ENV, "")
         limit = int(limit_text) if limit_text.isdigit() else DEFAULT_CHUNK_LIMIT
         if corrupt:
-            log(f"TEST FAULT {CORRUPT_CHUNKS_ENV}=1: serving corrupted snapshot chunks")
+            log(f"TEST FAULT {CORRUPT_CHUNKS_ENV}={target}: serving corrupted snapshot chunks")
         return cls(executor, reopen, interval=interval, chunk_limit=limit,
                    corrupt_chunks=corrupt, log=log)
 

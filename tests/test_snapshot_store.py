@@ -7,6 +7,7 @@ store involved), not from the code under test.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,6 +133,14 @@ def test_served_snapshots_restore_into_a_store_that_verifies_and_continues(
         result = subprocess.run([sys.executable, "-m", "block_exec.cli", *args],
                                 capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
+    # Against a node that replayed the same chain: equal (blocks from the base on, state).
+    chain.run(str(tmp_path / "src"), 30, start=24).close()
+    result = subprocess.run([sys.executable, "-m", "block_exec.cli", "diff", "--db", target,
+                             "--other", str(tmp_path / "src")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["equal"] and report["first_divergent_height"] is None
 
 
 def test_a_snapshot_reads_its_height_while_blocks_commit(chain: Chain, tmp_path: Path) -> None:

@@ -17,8 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def first_divergent_height(mine: Store, theirs: Store, top: int) -> int | None:
-    """The first height in [1, top] whose block hashes differ, or None."""
-    for height in range(1, top + 1):
+    """The first height in [1, top] whose block hashes differ, or None. A store restored
+    from a snapshot (spec/store.md) knows no block below its base: comparing starts at the
+    higher base (whose hash both know)."""
+    start = max([1, *(store.base.height for store in (mine, theirs) if store.base)])
+    for height in range(start, top + 1):
         if mine.block_hash(height) != theirs.block_hash(height):
             return height
     return None
