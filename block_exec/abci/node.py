@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the server's modules (protobuf, prometheus) load only to serve
     from block_exec.abci.server import AbciServer
-    from block_exec.statesync import StateSync
+    from block_exec.statesync import StateSync, Trusted
 
 log = logging.getLogger("coreledger.node")
 
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain-id", metavar="ID",
                         help="the chain id, for a store that does not record it (it must "
                         "match InitChain's)")
+    parser.add_argument("--snapshot-interval", metavar="N", type=int, default=100,
+                        help="state-sync snapshot of the checkpoint every N blocks "
+                        "(default 100; 0: none)")
     parser.add_argument("--metrics", metavar="HOST:PORT",
                         help="serve Prometheus metrics over HTTP there")
 
@@ -72,11 +75,15 @@ def cmd_node(args: argparse.Namespace) -> int:
     if interval is None and not os.path.exists(args.db):
         interval = NEW_STORE_INTERVAL
 
-    def open_executor() -> Executor:
-        return Executor.open(args.db, checkpoint_interval=interval, keep=args.keep)
+    def open_executor(*, trusted: Trusted | None = None) -> Executor:
+        return Executor.open(args.db, checkpoint_interval=interval, keep=args.keep,
+                             trusted=trusted)
 
+    if args.snapshot_interval < 0:
+        raise NodeFailed(f"--snapshot-interval {args.snapshot_interval}: must be 0 or more")
     executor = open_executor()
-    sync = StateSync.for_node(executor, reopen=open_executor, log=log.info)
+    sync = StateSync.for_node(executor, reopen=open_executor, log=log.info,
+                              interval=args.snapshot_interval or 2**64)  # 0: never due
     try:
         metrics = Metrics() if metrics_at is not None else None
         if metrics is not None and metrics_at is not None:

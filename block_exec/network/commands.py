@@ -63,6 +63,11 @@ def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--dir", metavar="DIR", required=True)
     init.add_argument("--base-port", metavar="P", type=positive,
                       default=testnet.DEFAULT_BASE_PORT)
+    init.add_argument("--snapshot-interval", metavar="N", type=nonnegative, default=None,
+                      help="the nodes' state-sync snapshot interval (default: the node's)")
+    join = actions.add_parser("join", help="add a node (not a validator) that joins by "
+                              "state sync; start it with start --node I")
+    join.add_argument("dir", metavar="DIR")
     for action, help_text in (("start", "start every node (app + CometBFT), wait for them"),
                               ("stop", "stop every node, by its recorded pids"),
                               ("status", "processes, heights and app hashes, as JSON")):
@@ -74,7 +79,12 @@ def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _testnet(args: argparse.Namespace) -> int:
     if args.action == "init":
-        _print(testnet.init(args.dir, args.validators, args.base_port))
+        _print(testnet.init(args.dir, args.validators, args.base_port,
+                            snapshot_interval=args.snapshot_interval))
+    elif args.action == "join":
+        from block_exec.network.join import join
+
+        _print(join(args.dir))
     elif args.action == "start":
         _print(testnet.start(args.dir, args.node))
     elif args.action == "stop":

@@ -47,13 +47,13 @@ def main(argv: list[str]) -> int:
     ports = node["ports"]
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
+    command = [sys.executable, "-m", "block_exec.cli", "node", "--db", node["db"],
+               "--abci", f"tcp://127.0.0.1:{ports['abci']}",
+               "--metrics", f"127.0.0.1:{ports['metrics']}", "--chain-id", manifest["chain_id"]]
+    if "snapshot_interval" in manifest:
+        command += ["--snapshot-interval", str(manifest["snapshot_interval"])]
     with open(home / "app.log", "ab") as log:
-        app = subprocess.Popen(
-            [sys.executable, "-m", "block_exec.cli", "node", "--db", node["db"],
-             "--abci", f"tcp://127.0.0.1:{ports['abci']}",
-             "--metrics", f"127.0.0.1:{ports['metrics']}", "--chain-id", manifest["chain_id"]],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        )
+        app = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     (home / "app.pid").write_text(f"{app.pid}\n")
     _log(f"app started, pid {app.pid}")
     if not wait_for_port(ports["abci"], 60) or app.poll() is not None:

@@ -133,7 +133,8 @@ def _node_config(node: NodeInfo, peers: str) -> dict[tuple[str, str], str]:
     return values
 
 
-def init(directory: str, validators: int, base_port: int = DEFAULT_BASE_PORT) -> dict[str, Any]:
+def init(directory: str, validators: int, base_port: int = DEFAULT_BASE_PORT, *,
+         snapshot_interval: int | None = None) -> dict[str, Any]:
     """Create the testnet in `directory` (which must not exist or be empty)."""
     if validators < 1:
         raise TestnetError("--validators must be at least 1")
@@ -186,13 +187,15 @@ def init(directory: str, validators: int, base_port: int = DEFAULT_BASE_PORT) ->
                          for other in nodes if other.index != node.index)
         config = home / "config" / "config.toml"
         config.write_text(rewrite_toml(config.read_text(), _node_config(node, peers)))
-    manifest = {
+    manifest: dict[str, Any] = {
         "chain_id": CHAIN_ID,
         "cometbft": cometbft,
         "bridge": {"address": app_state["bridge"], "key": str((keys / "bridge.json").resolve())},
         "accounts": accounts,
         "nodes": [{**asdict(node), "rpc": node.rpc_url} for node in nodes],
     }
+    if snapshot_interval is not None:
+        manifest["snapshot_interval"] = snapshot_interval
     (root / "testnet.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return {"dir": str(root.resolve()), "chain_id": CHAIN_ID, "validators": validators,
             "rpc": [node.rpc_url for node in nodes], "bridge": app_state["bridge"],
