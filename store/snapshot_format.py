@@ -35,7 +35,7 @@ from store.records import Entry
 
 FORMAT = 1
 DEFAULT_CHUNK_LIMIT = 4 * 1024 * 1024
-MIN_CHUNK_LIMIT = 1024
+MIN_CHUNK_LIMIT = 256  # above any entry (at most ~110 bytes)
 MAX_CHUNK_LIMIT = 10_000_000  # a chunk is at most 10 MB
 MAX_CHUNKS = 100_000  # CometBFT's default statesync.max_snapshot_chunks
 HASH_SIZE = 32

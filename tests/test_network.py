@@ -39,6 +39,7 @@ from block_exec.network.rpc import CometRpc, RpcError
 from block_exec.signed import check_signed_tx, sign_tx
 from block_exec.types import Cancel, Deposit, Limit, Market, Tx, Withdraw
 from state_machine import Side, Tif
+from tests.network_statesync import INIT_ARGS, join_by_state_sync, network_env
 
 pytestmark = pytest.mark.network
 
@@ -131,17 +132,17 @@ class Network:
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Network]:
     binary = cometbft_binary()
-    env = {**os.environ, "COMETBFT": binary}
     directory = tmp_path / "net"
+    env = {**os.environ, "COMETBFT": binary, **network_env(directory)}  # + state-sync switches
     cli("testnet", "init", "--validators", "4", "--dir", str(directory),
-        "--base-port", str(free_base_port()), env=env)
+        "--base-port", str(free_base_port()), *INIT_ARGS, env=env)
     net = Network(directory, env)
     try:
         cli("testnet", "start", str(directory), env=env)
         yield net
     finally:
         net.kill_all()
-        for index in range(4):  # every recorded process is gone
+        for index in range(len(net.rpcs)):  # every recorded process is gone
             for pid in net.pids(index).values():
                 assert not _alive(pid), f"process {pid} survived the stop"
 
@@ -418,6 +419,9 @@ def test_four_validators(network: Network, tmp_path: Path) -> None:
     expected = states[0]["balances"][users[1]]["1"]
     assert proof["value"] == expected
 
+    # -- a 5th node (not a validator) joins by state sync (tests/network_statesync.py) ------
+    statesync = join_by_state_sync(net)
+
     # -- figures ------------------------------------------------------------------------------
     times = [_ms(metas[0][h]["header"]["time"]) for h in range(2, final + 1)]
     block_ms = (times[-1] - times[0]) / (len(times) - 1)
@@ -432,6 +436,7 @@ def test_four_validators(network: Network, tmp_path: Path) -> None:
         "check_tx_calls_node0": int(check_count),
         "heights": final,
         "seconds": round(time.monotonic() - started),
+        "statesync": statesync,
     }
     print("network figures:", json.dumps(figures))
     out = os.environ.get("NETWORK_FIGURES")

@@ -130,7 +130,7 @@ def test_metadata_layout_by_hand() -> None:
         cbor2.dumps([1, 5, 6, b"\x11" * 32, b"\x22" * 32, 3, 1024]),  # 7 items
         cbor2.dumps([2, 5, 6, b"\x11" * 32, b"\x22" * 32, 3, 1024, [b"\x33" * 32]]),
         cbor2.dumps([1, 5, 6, b"\x11" * 31, b"\x22" * 32, 3, 1024, [b"\x33" * 32]]),
-        cbor2.dumps([1, 5, 6, b"\x11" * 32, b"\x22" * 32, 3, 1023, [b"\x33" * 32]]),
+        cbor2.dumps([1, 5, 6, b"\x11" * 32, b"\x22" * 32, 3, 255, [b"\x33" * 32]]),
         cbor2.dumps([1, 5, 6, b"\x11" * 32, b"\x22" * 32, 3, 1024, []]),
         cbor2.dumps([1, -5, 6, b"\x11" * 32, b"\x22" * 32, 3, 1024, [b"\x33" * 32]]),
         # non-canonical: 5 as a two-byte head
@@ -270,7 +270,7 @@ def test_non_greedy_cut_is_rejected() -> None:
     app_hash = compute_roots(entries).root
     halves = [entries[:10], entries[10:]]
     chunks = [b"".join(encode_entry(*e) for e in half) for half in halves]
-    metadata = SnapshotMetadata(7, 1, BLOCK_HASH, app_hash, len(entries), MIN_CHUNK_LIMIT * 4,
+    metadata = SnapshotMetadata(7, 1, BLOCK_HASH, app_hash, len(entries), 4096,
                                 tuple(blake3(c).digest() for c in chunks))
     restorer = Restorer(Snapshot.of(metadata), app_hash)
     assert restorer.apply(0, chunks[0], "a").verdict is ChunkVerdict.ACCEPT

@@ -4,9 +4,10 @@ joins by CometBFT state sync instead of replaying the chain (spec/store.md, "Sta
 The new node I gets its CometBFT home `DIR/nodeI` (its own keys, the testnet's genesis,
 ports P+10I.., every validator as a persistent peer) with `[statesync]` enabled: two
 validators' RPC servers for the light client, and a trust height and hash read now from
-validator 0 (the latest block). `coreledger testnet start DIR --node I` then starts it;
-its empty store takes the newest snapshot the validators serve, checks every chunk and
-the restored root against the light-client-verified app hash, and blocksyncs from there.
+validator 0 (block 1: the light client verifies forward from it to the snapshot).
+`coreledger testnet start DIR --node I` then starts it: its empty store takes the newest
+snapshot the validators serve, checks every chunk and the restored root against the
+light-client-verified app hash, and blocksyncs from there.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ STATESYNC_TUNING = {
 }
 
 
-def _trust_point(rpc_url: str) -> tuple[int, str]:
-    """The latest block of a validator: its height and (header) hash."""
+def _trust_point(rpc_url: str, height: int = 1) -> tuple[int, str]:
+    """A block of a validator to trust: its height and (header) hash. Block 1 by default:
+    the light client then verifies forward to any snapshot height."""
     try:
         rpc = CometRpc(rpc_url, timeout=10)
-        height = rpc.height()
         block_id = rpc.call("block", height=str(height))["block_id"]
     except (RpcError, KeyError, ValueError) as exc:
         raise TestnetError(f"no trust point from {rpc_url}: {exc}") from None
