@@ -384,15 +384,15 @@ def test_state_sync_through_the_four_snapshot_calls(tmp_path: Path) -> None:
     """A node with committed blocks serves its snapshot; a fresh node restores it through
     OfferSnapshot/ApplySnapshotChunk and then answers Info and /state as the first does;
     a corrupted chunk is refused (not accepted) and the snapshot still restores."""
-    from block_exec.statesync import StateSync
+    from block_exec.statesync import StateSync, Trusted
 
     def node(directory: Path) -> Application:
-        def reopen() -> Executor:
-            return Executor.open(str(directory), checkpoint_interval=1)
+        def reopen(*, trusted: Trusted | None = None) -> Executor:
+            return Executor.open(str(directory), checkpoint_interval=1, trusted=trusted)
 
         executor = reopen()
         return Application(Ledger(executor), chain_id=CHAIN,
-                           sync=StateSync(executor, reopen, chunk_limit=1024))
+                           sync=StateSync(executor, reopen, interval=1, chunk_limit=1024))
 
     server = node(tmp_path / "server")
     extra = [{"user": "0x" + f"{n:040x}", "asset": 2, "amount": n + 1} for n in range(1, 60)]

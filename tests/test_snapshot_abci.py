@@ -14,7 +14,6 @@ from google.protobuf.message import Message
 from block_exec.abci.app import Application
 from block_exec.abci.ledger import Ledger
 from block_exec.abci.proto.tendermint.abci import types_pb2 as abci
-from block_exec.abci.snapshots import SnapshotCalls
 from block_exec.executor import Executor
 from block_exec.signed import address_of, sign_tx
 from block_exec.statesync import StateSync, Trusted
@@ -33,18 +32,16 @@ def run(app: Application, kind: str, request: Message) -> Any:
     return asyncio.run(app.handle(kind, request))
 
 
-def node(directory: Path) -> tuple[Application, SnapshotCalls]:
+def node(directory: Path) -> tuple[Application, StateSync]:
     def reopen(*, trusted: Trusted | None = None) -> Executor:
         return Executor.open(str(directory), checkpoint_interval=1, trusted=trusted)
 
     executor = reopen()
-    app = Application(Ledger(executor), None, CHAIN)
-    calls = SnapshotCalls(StateSync(executor, reopen, interval=3, chunk_limit=MIN_CHUNK_LIMIT))
-    calls.attach(app)
-    return app, calls
+    sync = StateSync(executor, reopen, interval=3, chunk_limit=MIN_CHUNK_LIMIT)
+    return Application(Ledger(executor), None, CHAIN, sync), sync
 
 
-def block(app: Application, calls: SnapshotCalls, height: int) -> bytes:
+def block(app: Application, calls: StateSync, height: int) -> bytes:
     """Finalize and commit block `height` (orders from both users), then let the
     background work run; return the app hash."""
     per_user = 6
@@ -60,7 +57,7 @@ def block(app: Application, calls: SnapshotCalls, height: int) -> bytes:
     response = run(app, "finalize_block", request)
     assert all(result.code == 0 for result in response.tx_results)
     run(app, "commit", abci.RequestCommit())
-    while calls.sync.work():
+    while calls.work():
         pass
     app_hash: bytes = response.app_hash
     return app_hash
@@ -109,11 +106,11 @@ def test_a_node_restores_through_the_abci_calls_and_goes_on_like_the_server(
               for app in (server, joiner)]
     assert states[0] == states[1] and states[0]["books"]
     # It serves snapshots too, its restored height's byte for byte like the server's.
-    assert [s.height for s in joiner_calls.sync.list_snapshots()] == [9, 6]
-    assert joiner_calls.sync.list_snapshots() == server_calls.sync.list_snapshots()
+    assert [s.height for s in joiner_calls.list_snapshots()] == [9, 6]
+    assert joiner_calls.list_snapshots() == server_calls.list_snapshots()
     refused = run(server, "offer_snapshot", abci.RequestOfferSnapshot(
         snapshot=offered, app_hash=hashes[6]))
     assert refused.result == abci.ResponseOfferSnapshot.ABORT  # a node with a state
     for calls in (server_calls, joiner_calls):
-        calls.sync.close()
-        calls.sync.executor.close()
+        calls.close()
+        calls.executor.close()
