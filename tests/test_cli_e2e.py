@@ -516,6 +516,15 @@ def _whole_receipt_lines(path: Path, reference: dict[int, Json]) -> int:
     return len(heights)
 
 
+def _wait_for_first_line(proc: subprocess.Popen[str], receipts: Path) -> None:
+    """Until `receipts` holds a whole line or `proc` has exited (bounded by TIMEOUT)."""
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        if receipts.exists() and b"\n" in receipts.read_bytes():
+            return
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT"])
 def test_interrupted_run_leaves_whole_receipt_lines(
     tmp_path: Path, crash_reference: Json, how: str
@@ -528,7 +537,10 @@ def test_interrupted_run_leaves_whole_receipt_lines(
     for attempt in range(6):
         db, receipts = tmp_path / f"db{attempt}", tmp_path / f"r{attempt}.jsonl"
         proc = _start_sim_run(db, receipts)
-        delay = crash_reference["seconds"] * rng.uniform(0.3, 0.8)
+        # Start the clock at the first stored block, not at the spawn: how long the
+        # interpreter takes to start varies many times over on a loaded machine.
+        _wait_for_first_line(proc, receipts)
+        delay = crash_reference["seconds"] * rng.uniform(0.05, 0.5)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
