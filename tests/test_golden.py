@@ -224,7 +224,7 @@ def _tables(db_dir: Path) -> dict[bytes, bytes]:
 def test_store_rows_match_the_spec(name: str, interval: int, tmp_path: Path) -> None:
     """`coreledger run` on a real LevelDB writes exactly the rows spec/store.md describes:
     meta, blocks (receipts field included), state versions, latest copies, checkpoint
-    rows `12` and change logs `13`."""
+    rows `12`, change logs `13` and the history tables `20`-`25`."""
     db_dir = tmp_path / "db"
     receipts = tmp_path / "receipts.jsonl"
     argv = ["run", "--blocks", str(_blocks_file(name)), "--db", str(db_dir),

@@ -98,6 +98,7 @@ class BlockOutcome:
     entries: dict[bytes, bytes]  # the state after the block
     state_root: bytes
     namespace_roots: dict[bytes, bytes]
+    txs: list[dict[str, Any]]  # the block file's txs, as read
 
 
 def run(blocks_file: Path) -> list[BlockOutcome]:
@@ -116,6 +117,7 @@ def run(blocks_file: Path) -> list[BlockOutcome]:
             BlockOutcome(
                 block["height"], block["time"], block_bytes, blake3(block_bytes).digest(),
                 [tx["op"] for tx in block["txs"]], results, entries, state_root, subs,
+                block["txs"],
             )
         )
     return outcomes

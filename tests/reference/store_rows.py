@@ -2,14 +2,14 @@
 
 For a store written by `coreledger run --checkpoint-interval N` from the empty state with
 no pruning (keep >= the number of checkpoints), the tables `00` (meta), `01` (blocks),
-`10` (state versions), `11` (latest state), `12` (checkpoints) and `13` (change logs)
-are exactly `expected_rows(...)`.
+`10` (state versions), `11` (latest state), `12` (checkpoints), `13` (change logs) and
+the history tables `20`-`25` are exactly `expected_rows(...)`.
 """
 
 from __future__ import annotations
 
 from tests.reference import cbor
-from tests.reference.ledger import BlockOutcome
+from tests.reference.ledger import BlockOutcome, user_bytes
 
 
 def crc32(data: bytes) -> int:
@@ -78,6 +78,7 @@ def expected_rows(
         at_checkpoint = now
     for key, value in at_checkpoint.items():
         rows[b"\x11" + key] = value
+    rows.update(history_rows(outcomes))
     last = outcomes[-1] if outcomes else None
     rows[b"\x00head"] = framed(
         [0, bytes(32), 1] if last is None else [last.height, last.block_hash, fills + 1]
@@ -85,4 +86,47 @@ def expected_rows(
     return rows
 
 
-TABLES = (b"\x00", b"\x01", b"\x10", b"\x11", b"\x12", b"\x13")
+SIDE = {"buy": 0, "sell": 1}
+TIF = {"gtc": 0, "ioc": 1, "alo": 2}
+REASON = {"user": 0, "ioc": 1, "market": 2, "self_trade": 3}
+
+
+def history_rows(outcomes: list[BlockOutcome]) -> dict[bytes, bytes]:
+    """spec/store.md, "The per-block batch": per order placed `20 id` and `25 user id`; per
+    fill (seq from 1 in execution order) `21 seq`, `22 maker_id seq`, `22 taker_id seq`,
+    `24 maker seq`, `24 taker seq`; per cancellation `23 id`."""
+    rows: dict[bytes, bytes] = {}
+    seq = 0
+    for outcome in outcomes:
+        height = outcome.height
+        for tx, result in zip(outcome.txs, outcome.results, strict=True):
+            if not result.ok:
+                continue
+            user = user_bytes(str(tx["user"]).lower())
+            if result.order_id is not None:
+                limit = tx["op"] == "limit"
+                rows[b"\x20" + u64(result.order_id)] = framed([
+                    user, tx["asset"], SIDE[tx["side"]], 0 if limit else 1,
+                    TIF[tx.get("tif", "gtc")] if limit else None,
+                    tx["price"] if limit else None, tx["size"], height,
+                ])
+                rows[b"\x25" + user + u64(result.order_id)] = b""
+            for maker_id, taker_id, maker, taker, price, size in result.fills:
+                seq += 1
+                rows[b"\x21" + u64(seq)] = framed([
+                    tx["asset"], maker_id, taker_id, user_bytes(maker), user_bytes(taker),
+                    price, size, SIDE[tx["side"]], height,
+                ])
+                rows[b"\x22" + u64(maker_id) + u64(seq)] = u64(size)
+                rows[b"\x22" + u64(taker_id) + u64(seq)] = u64(size)
+                rows[b"\x24" + user_bytes(maker) + u64(seq)] = b""
+                rows[b"\x24" + user_bytes(taker) + u64(seq)] = b""
+            for order_id, _user, reason, _price, left in result.cancellations:
+                rows[b"\x23" + u64(order_id)] = framed([REASON[reason], left, height])
+    return rows
+
+
+TABLES = (
+    b"\x00", b"\x01", b"\x10", b"\x11", b"\x12", b"\x13",
+    b"\x20", b"\x21", b"\x22", b"\x23", b"\x24", b"\x25",
+)
