@@ -25,8 +25,15 @@ from block_exec.statesync import CHUNK_LIMIT_ENV, CORRUPT_CHUNKS_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 CORRUPT_NODE = 1
-SNAPSHOT_INTERVAL = 50
+CHECKPOINT_INTERVAL = 100  # `coreledger node`'s default for a new store
+SNAPSHOT_INTERVAL = 200  # every other checkpoint: see `_snapshot_window`
+WINDOW = 20  # blocks past a snapshot height in which the 5th node is started
 CHUNK_LIMIT = 256
+
+
+INIT_ARGS = ("--snapshot-interval", str(SNAPSHOT_INTERVAL))
+"""`coreledger testnet init` arguments: snapshots every 200 blocks (the checkpoint interval
+is the node's default, 100)."""
 
 
 def network_env(directory: Path) -> dict[str, str]:
@@ -35,10 +42,6 @@ def network_env(directory: Path) -> dict[str, str]:
         CHUNK_LIMIT_ENV: str(CHUNK_LIMIT),
         CORRUPT_CHUNKS_ENV: str(directory / f"node{CORRUPT_NODE}" / "app"),
     }
-
-
-INIT_ARGS = ("--snapshot-interval", str(SNAPSHOT_INTERVAL))
-"""Extra `coreledger testnet init` arguments: a snapshot every 50 blocks."""
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -54,9 +57,35 @@ def _state(rpc: CometRpc) -> dict[str, Any]:
     return state
 
 
+def _snapshot_window(net: Any, timeout: float) -> int:
+    """Wait until every validator serves the snapshot of the latest multiple H of the
+    interval and the chain is at most WINDOW blocks past it; return H.
+
+    A joining node's CometBFT asks each peer for its snapshots once, when it connects,
+    and takes the newest one offered: joined right after H, a validator still cutting
+    snapshot H (in background slices after Commit H) would offer only the one before,
+    and the newest would come from the others alone, so validator 1's corrupted chunks
+    might never be tried. And the next snapshot must not exist yet when it connects:
+    with one every 200 blocks, the node has 180 blocks (18 s at ~100 ms a block) to
+    start and connect; 100 (the default) left too little on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    validators = [node for node in net.manifest["nodes"] if node.get("validator", True)]
+    while True:
+        height: int = net.rpcs[0].height()
+        snap = height - height % SNAPSHOT_INTERVAL
+        if snap and height - snap <= WINDOW and all(
+            (Path(node["db"]) / "snapshots" / str(snap) / "metadata").is_file()
+            for node in validators
+        ):
+            return snap
+        assert time.monotonic() < deadline, f"no snapshot window (height {height})"
+        time.sleep(0.2)
+
+
 def join_by_state_sync(net: Any, timeout: float = 120.0) -> dict[str, Any]:
     """Join a 5th node to `net` (tests/test_network.py's Network) by state sync and check
     it; return figures. The node is added to `net` so that its cleanup stops it too."""
+    expected = _snapshot_window(net, 120.0)
     started = time.monotonic()
     env = net.env
     joined = json.loads(_cli(env, "testnet", "join", str(net.dir)))
@@ -83,7 +112,7 @@ def join_by_state_sync(net: Any, timeout: float = 120.0) -> dict[str, Any]:
     restored = re.search(r"restoring the snapshot at height (\d+) \((\d+) chunks\)", log)
     assert restored, "the 5th node restored no snapshot"
     height, chunks = int(restored.group(1)), int(restored.group(2))
-    assert height >= SNAPSHOT_INTERVAL and chunks >= 10
+    assert height == expected and chunks >= 10, (height, expected)
     assert f"restored height {height}," in log
     corrupt_id = net.manifest["nodes"][CORRUPT_NODE]["node_id"]
     assert re.search(rf"chunk \d+ from {corrupt_id} does not match its hash", log), (
@@ -98,6 +127,9 @@ def join_by_state_sync(net: Any, timeout: float = 120.0) -> dict[str, Any]:
     _cli(env, "testnet", "stop", str(net.dir), "--node", str(index))
     db = net.manifest["nodes"][index]["db"]
     verified = json.loads(_cli(env, "verify", "--db", db, "--all"))
-    assert verified["ok"] and verified["height"] > height
+    assert verified["ok"] and verified["head_height"] > height
+    # Its checkpoints: the snapshot's, then its own at the default interval.
+    kept = verified["kept_checkpoints"]
+    assert kept[0] == height and all(h % CHECKPOINT_INTERVAL == 0 for h in kept), kept
     return {"snapshot_height": height, "snapshot_chunks": chunks,
             "join_seconds": round(joined_seconds, 1), "joined_at_height": top}

@@ -47,10 +47,10 @@ def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "node"
 
 
-@pytest.fixture(params=[1])
+@pytest.fixture(params=[100])
 def app(store_dir: Path, request: pytest.FixtureRequest) -> Iterator[Application]:
-    """An initialised application; the parameter is its store's checkpoint interval (1,
-    as `coreledger node` makes a store: see node.NEW_STORE_INTERVAL)."""
+    """An initialised application; the parameter is its store's checkpoint interval (100,
+    as `coreledger node` makes a store)."""
     executor = Executor.open(str(store_dir), checkpoint_interval=request.param)
     application = Application(Ledger(executor), Metrics())
     run(application, "init_chain", abci.RequestInitChain(
@@ -139,8 +139,9 @@ def test_proposals(app: Application) -> None:
     assert late.status == abci.ResponseProcessProposal.ACCEPT
 
 
-# 4: the reopened store replays block 1 from its log, with the signers stored with it.
-@pytest.mark.parametrize("app", [1, 4], indirect=True)
+# 100 (the node's default) and 4: the reopened store replays block 1 from its log, with the
+# signers stored with it; 1: it restores block 1's checkpoint.
+@pytest.mark.parametrize("app", [1, 4, 100], indirect=True)
 def test_finalize_commit_query(app: Application, store_dir: Path) -> None:
     deposit = sign_tx(BRIDGE_KEY, CHAIN, 0, Deposit(BOB, 0, 7))
     forged = sign_tx(BOB_KEY, CHAIN, 0, Deposit(BOB, 0, 7))
@@ -361,6 +362,30 @@ def test_node_process_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err.decode()
     assert b"bad frame" in err and b"Traceback" not in err
+    # the store it made checkpoints every 100 blocks, as `run` does
+    with Executor.open(str(tmp_path / "db"), read_only=True) as made:
+        assert made.checkpoint_interval == 100
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--snapshot-interval", "50"], "must be a multiple of the store's checkpoint interval 100"),
+    (["--checkpoint-interval", "30"], "--snapshot-interval 100: snapshots are taken of"),
+])
+def test_node_refuses_a_snapshot_interval_off_the_checkpoints(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "block_exec.cli", "node", "--db", str(tmp_path / "db"),
+         "--abci", f"unix://{tmp_path / 'abci.sock'}", *args],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    if "--checkpoint-interval" in args:
+        assert not (tmp_path / "db").exists()  # refused before a store was made with it
 
 
 def test_readme_network_section_is_five_commands_the_cli_accepts() -> None:

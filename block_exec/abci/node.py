@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -18,10 +17,6 @@ if TYPE_CHECKING:  # the server's modules (protobuf, prometheus) load only to se
 
 log = logging.getLogger("coreledger.node")
 
-NEW_STORE_INTERVAL = 1
-"""The checkpoint interval of a store `node` creates. Until a block's TxAuth is stored
-with it, recovery replays logged blocks as unsigned block-file blocks (no nonces, no
-authorization), so a restart must find a checkpoint at its last block."""
 
 
 class NodeFailed(Exception):
@@ -34,18 +29,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:26658)")
     parser.add_argument("--checkpoint-interval", metavar="N", type=int, default=None,
                         help="checkpoint every N blocks (fixed when the store is made; "
-                        "default 1 for a new store: a block's signers are not stored with "
-                        "it yet, so a restart must not need to replay blocks)")
+                        "default 100 for a new store, as for run: a block's signers and "
+                        "nonces are stored with it, so recovery replays the blocks after "
+                        "the latest checkpoint exactly)")
     parser.add_argument("--keep", metavar="K", type=int, default=10,
                         help="checkpoints kept (default 10)")
     parser.add_argument("--chain-id", metavar="ID",
                         help="the chain id, for a store that does not record it (it must "
                         "match InitChain's)")
     parser.add_argument("--snapshot-interval", metavar="N", type=int, default=100,
-                        help="state-sync snapshot of the checkpoint every N blocks "
-                        "(default 100; 0: none)")
+                        help="state-sync snapshot of the checkpoint every N blocks, a multiple "
+                        "of the checkpoint interval (snapshots are of checkpoints; default "
+                        "100; 0: none)")
     parser.add_argument("--metrics", metavar="HOST:PORT",
                         help="serve Prometheus metrics over HTTP there")
+
+
+def check_snapshot_interval(snapshot_interval: int, checkpoint_interval: int) -> None:
+    """A snapshot is taken of a checkpoint: refuse (NodeFailed) an interval that is not
+    a multiple of the store's checkpoint interval (snapshots would be rarer than asked)."""
+    if snapshot_interval % checkpoint_interval:
+        raise NodeFailed(
+            f"--snapshot-interval {snapshot_interval}: snapshots are taken of checkpoints, "
+            f"so it must be a multiple of the store's checkpoint interval "
+            f"{checkpoint_interval} (or 0: none)"
+        )
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -71,9 +79,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         raise NodeFailed(str(exc)) from None
     metrics_at = None if args.metrics is None else _host_port(args.metrics)
     # the store's errors (corrupt, locked) reach the CLI as one line
-    interval = args.checkpoint_interval
-    if interval is None and not os.path.exists(args.db):
-        interval = NEW_STORE_INTERVAL
+    interval = args.checkpoint_interval  # None: as stored (100 for a new store)
 
     def open_executor(*, trusted: Trusted | None = None) -> Executor:
         return Executor.open(args.db, checkpoint_interval=interval, keep=args.keep,
@@ -81,7 +87,14 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     if args.snapshot_interval < 0:
         raise NodeFailed(f"--snapshot-interval {args.snapshot_interval}: must be 0 or more")
+    if interval is not None:  # before a new store is made with it
+        check_snapshot_interval(args.snapshot_interval, interval)
     executor = open_executor()
+    try:
+        check_snapshot_interval(args.snapshot_interval, executor.checkpoint_interval)
+    except NodeFailed:
+        executor.close()
+        raise
     sync = StateSync.for_node(executor, reopen=open_executor, log=log.info,
                               interval=args.snapshot_interval or 2**64)  # 0: never due
     try:

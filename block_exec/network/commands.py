@@ -63,8 +63,11 @@ def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--dir", metavar="DIR", required=True)
     init.add_argument("--base-port", metavar="P", type=positive,
                       default=testnet.DEFAULT_BASE_PORT)
+    init.add_argument("--checkpoint-interval", metavar="N", type=positive, default=None,
+                      help="the nodes' checkpoint interval (default: the node's, 100)")
     init.add_argument("--snapshot-interval", metavar="N", type=nonnegative, default=None,
-                      help="the nodes' state-sync snapshot interval (default: the node's)")
+                      help="the nodes' state-sync snapshot interval, a multiple of the "
+                      "checkpoint interval (default: the node's, 100)")
     join = actions.add_parser("join", help="add a node (not a validator) that joins by "
                               "state sync; start it with start --node I")
     join.add_argument("dir", metavar="DIR")
@@ -80,6 +83,7 @@ def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
 def _testnet(args: argparse.Namespace) -> int:
     if args.action == "init":
         _print(testnet.init(args.dir, args.validators, args.base_port,
+                            checkpoint_interval=args.checkpoint_interval,
                             snapshot_interval=args.snapshot_interval))
     elif args.action == "join":
         from block_exec.network.join import join

@@ -50,6 +50,8 @@ def main(argv: list[str]) -> int:
     command = [sys.executable, "-m", "block_exec.cli", "node", "--db", node["db"],
                "--abci", f"tcp://127.0.0.1:{ports['abci']}",
                "--metrics", f"127.0.0.1:{ports['metrics']}", "--chain-id", manifest["chain_id"]]
+    if "checkpoint_interval" in manifest:
+        command += ["--checkpoint-interval", str(manifest["checkpoint_interval"])]
     if "snapshot_interval" in manifest:
         command += ["--snapshot-interval", str(manifest["snapshot_interval"])]
     with open(home / "app.log", "ab") as log:

@@ -37,6 +37,7 @@ DEFAULT_BASE_PORT = 26600
 TEST_ACCOUNTS = 24
 TEST_ASSETS = (0, 1, 2, 3)
 TEST_AMOUNT = 10**15
+DEFAULT_INTERVAL = 100  # `coreledger node`'s default checkpoint and snapshot intervals
 
 # ~100 ms blocks with 4 validators (design-notes: peer_gossip_sleep_duration matters as
 # much as timeout_commit).
@@ -133,11 +134,26 @@ def _node_config(node: NodeInfo, peers: str) -> dict[tuple[str, str], str]:
     return values
 
 
+def _check_intervals(checkpoint: int | None, snapshot: int | None) -> None:
+    """Snapshots are taken of checkpoints: the snapshot interval must be a multiple of the
+    checkpoint interval (as `coreledger node` checks), so refuse it here already."""
+    checkpoint = DEFAULT_INTERVAL if checkpoint is None else checkpoint
+    snapshot = DEFAULT_INTERVAL if snapshot is None else snapshot
+    if checkpoint < 1:
+        raise TestnetError(f"--checkpoint-interval {checkpoint}: must be at least 1")
+    if snapshot % checkpoint:
+        raise TestnetError(f"--snapshot-interval {snapshot}: must be a multiple of the "
+                           f"checkpoint interval {checkpoint} (or 0: no snapshots)")
+
+
 def init(directory: str, validators: int, base_port: int = DEFAULT_BASE_PORT, *,
+         checkpoint_interval: int | None = None,
          snapshot_interval: int | None = None) -> dict[str, Any]:
-    """Create the testnet in `directory` (which must not exist or be empty)."""
+    """Create the testnet in `directory` (which must not exist or be empty). The
+    intervals (None: the node's defaults) are passed to every node's `coreledger node`."""
     if validators < 1:
         raise TestnetError("--validators must be at least 1")
+    _check_intervals(checkpoint_interval, snapshot_interval)
     if not 1024 <= base_port <= 65535 - 10 * validators:
         raise TestnetError(f"--base-port {base_port}: the ports would leave [1024, 65535]")
     root = Path(directory)
@@ -194,6 +210,8 @@ def init(directory: str, validators: int, base_port: int = DEFAULT_BASE_PORT, *,
         "accounts": accounts,
         "nodes": [{**asdict(node), "rpc": node.rpc_url} for node in nodes],
     }
+    if checkpoint_interval is not None:
+        manifest["checkpoint_interval"] = checkpoint_interval
     if snapshot_interval is not None:
         manifest["snapshot_interval"] = snapshot_interval
     (root / "testnet.json").write_text(json.dumps(manifest, indent=2) + "\n")
