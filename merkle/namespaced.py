@@ -7,7 +7,7 @@ commitments is named first by namespace (cheap: the top tree is small), then by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -143,6 +143,27 @@ class NamespacedCommitment:
                 tree = trees[namespace] = SparseMerkleTree()
             tree._apply(group.items())
             self._dirty.add(namespace)
+
+    @classmethod
+    def from_columns(
+        cls, columns: Iterable[tuple[bytes, Sequence[bytes], Sequence[bytes]]]
+    ) -> NamespacedCommitment:
+        """The commitment of each namespace's entries `keys[i] -> values[i]` given as
+        (namespace, keys, values) columns, one per namespace (a later duplicate key wins):
+        every tree is built in one bulk pass, with no per-entry grouping."""
+        commitment = cls()
+
+        def build() -> None:
+            for namespace, keys, values in columns:
+                if type(namespace) is not bytes:
+                    namespace = as_bytes(namespace, "namespace")
+                tree = SparseMerkleTree.from_columns(keys, values)
+                if len(tree):
+                    commitment._trees[namespace] = tree
+                    commitment._dirty.add(namespace)
+
+        without_gc(build)
+        return commitment
 
     @staticmethod
     def roots_of(entries: Iterable[tuple[bytes, bytes, bytes]]) -> tuple[bytes, dict[bytes, bytes]]:

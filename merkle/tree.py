@@ -6,13 +6,14 @@ by `merkle.build` when it was empty and by `merkle.batch` otherwise, at the next
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TypeAlias
 
 from blake3 import blake3
 
 from merkle.batch import Batch
 from merkle.build import build_all, root_of, sorted_by_path
+from merkle.errors import InvalidEntryError
 from merkle.hashing import EMPTY
 from merkle.nodes import SENTINEL, H, Node, as_bytes, branch_hash_at, without_gc
 from merkle.proof import Proof, ProofKind
@@ -79,6 +80,24 @@ class SparseMerkleTree:
         values = tree._values = _checked_dict(items)
         if values:
             tree._root, tree._root_hash = without_gc(lambda: build_all(values))
+        return tree
+
+    @classmethod
+    def from_columns(cls, keys: Sequence[bytes], values: Sequence[bytes]) -> SparseMerkleTree:
+        """`from_items(zip(keys, values))` without the list of pairs (a later key wins)."""
+        if len(keys) != len(values):
+            raise InvalidEntryError("keys and values differ in length")
+        tree = cls()
+        checked: dict[bytes, bytes] = {}
+        try:
+            checked.update(zip(keys, values, strict=True))
+            valid = _all_bytes(checked) and _all_bytes(checked.values())
+        except TypeError:  # an unhashable key (bytearray): converted below
+            valid = False
+        tree._values = checked if valid else _checked_dict(zip(keys, values, strict=True))
+        values_ = tree._values
+        if values_:
+            tree._root, tree._root_hash = without_gc(lambda: build_all(values_))
         return tree
 
     @staticmethod
