@@ -24,7 +24,7 @@ from store import keys as K
 from store import leveldb
 from store.database import Store
 from store.records import BlockRecord, Checkpoint, Entry, OrderPlaced, Roots
-from store.roots import compute_roots
+from store.roots import compute_roots, start_roots
 
 Figure = dict[str, object]
 FAKE_ROOTS = Roots(bytes(32), ())
@@ -205,11 +205,15 @@ def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
         started = time.perf_counter()
         _, restored_entries = store.state_entries_at()
         scan = time.perf_counter() - started
+        # As `Store.restore` with roots to check: the hash-only roots start first (in a
+        # second process on a large state) and the machine is rebuilt meanwhile, without
+        # re-encoding each value (a value that hashes to the stored root is canonical).
         started = time.perf_counter()
-        machine_from_entries(restored_entries)
+        pending = start_roots(compute_roots, restored_entries)
+        machine_from_entries(restored_entries, check_canonical=False)
         rebuild = time.perf_counter() - started
         started = time.perf_counter()
-        compute_roots(restored_entries)
+        pending.result()
         roots = time.perf_counter() - started
         store.close()
         total = opened + scan + rebuild + roots
@@ -223,6 +227,7 @@ def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
                 scan_s=round(scan, 4),
                 rebuild_s=round(rebuild, 4),
                 roots_s=round(roots, 4),
+                roots_note="roots_s: the wait for the roots once the machine is rebuilt",
                 target="< 5 s for 1,000,000 orders",
                 baseline="raw LevelDB scan of the same rows",
                 baseline_seconds=round(_raw_scan(os.path.join(path, "leveldb")), 4),

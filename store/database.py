@@ -31,6 +31,7 @@ from store.records import (
     HistoryPage,
     StoredBlock,
 )
+from store.roots import start_roots
 
 DB_DIR = "leveldb"
 DEFAULT_CHECKPOINT_INTERVAL = 100
@@ -373,10 +374,17 @@ class Store:
             return Restored(0, None, [], CoreStateMachine())
         # With roots to check, a value that hashes to the stored root is the committed,
         # canonical one: re-encoding a million values to prove it again is wasted.
-        restored = checkpoints.rebuild(info, entries, check_canonical=compute_roots is None)
-        if compute_roots is not None:
+        # The hash-only roots run while the machine is rebuilt (store.roots.start_roots).
+        pending = None if compute_roots is None else start_roots(compute_roots, entries)
+        try:
+            restored = checkpoints.rebuild(info, entries, check_canonical=pending is None)
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        if pending is not None:
             latest_height = None if self._latest is None else self._latest.height
-            audit.check_roots(self._db, info, entries, compute_roots(entries), latest_height)
+            audit.check_roots(self._db, info, entries, pending.result(), latest_height)
         return restored
 
     # -- verification -------------------------------------------------------------------

@@ -9,7 +9,9 @@ processes (`_roots_in_two_processes`), the namespaces split between them by size
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from operator import itemgetter, lt
@@ -18,7 +20,7 @@ from typing import TypeAlias
 from merkle import MerkleError, NamespacedCommitment
 from merkle.build import root_of, root_of_columns
 from state_machine import namespace_of
-from store.records import Entry, Roots
+from store.records import ComputeRoots, Entry, Roots
 
 Columns: TypeAlias = "tuple[bytes, Sequence[bytes], Sequence[bytes]]"
 """One namespace's entries as (namespace, keys, values), keys ascending."""
@@ -70,6 +72,101 @@ def compute_roots(entries: Sequence[Entry]) -> Roots:
         )
         return Roots(root, tuple(namespaces.items()))
     return Roots(root_of(sub), tuple(sorted(sub.items())))
+
+
+class PendingRoots:
+    """Roots being computed, by `start_roots`: `result()` waits for them, `cancel()` drops
+    them (and ends the child computing them, if any)."""
+
+    def __init__(self, compute: ComputeRoots, entries: Sequence[Entry]) -> None:
+        self._compute = compute
+        self._entries = entries
+        self._pid = 0
+        self._pipe = -1
+        if (
+            compute is compute_roots
+            and len(entries) >= PARALLEL_MIN_ENTRIES
+            and _cpus() >= 2
+            and hasattr(os, "fork")
+        ):
+            self._fork()
+
+    def _fork(self) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: compute, send, leave without running any cleanup
+            status = 1
+            try:
+                gc.disable()  # a collection would touch (and so copy) the inherited heap
+                os.close(read_end)
+                roots = _serial_roots(self._entries)
+                with os.fdopen(write_end, "wb") as pipe:
+                    pipe.write(_encode_roots(roots))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self._pid, self._pipe = pid, read_end
+
+    def result(self) -> Roots:
+        """The roots (computed here if no child computes them, or if the child failed)."""
+        if not self._pid:
+            return self._compute(self._entries)
+        with os.fdopen(self._pipe, "rb") as pipe:
+            received = pipe.read()
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = 0
+        roots = _decode_roots(received) if status == 0 else None
+        return compute_roots(self._entries) if roots is None else roots
+
+    def cancel(self) -> None:
+        if self._pid:
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            os.close(self._pipe)
+            self._pid = 0
+
+
+def start_roots(compute: ComputeRoots, entries: Sequence[Entry]) -> PendingRoots:
+    """Start `compute(entries)` so that it runs while the caller rebuilds the machine.
+
+    Only `compute_roots` (pure: hash-only, no side effect) of a large state on two CPUs
+    runs in a forked child at once (about the whole roots time saved off a reopen);
+    any other function runs in this process when `result()` is asked for.
+    """
+    return PendingRoots(compute, entries)
+
+
+def _serial_roots(entries: Sequence[Entry]) -> Roots:
+    columns = namespace_columns(entries)
+    if columns is None:
+        return compute_roots(entries)
+    sub = {ns: root_of_columns(keys, values) for ns, keys, values in columns}
+    return Roots(root_of(sub), tuple(sorted(sub.items())))
+
+
+def _encode_roots(roots: Roots) -> bytes:
+    parts = [roots.root]
+    for namespace, root in roots.namespaces:
+        parts += [len(namespace).to_bytes(2, "big"), namespace, root]
+    return b"".join(parts)
+
+
+def _decode_roots(data: bytes) -> Roots | None:
+    """`_encode_roots` read back; None if `data` is not such an encoding (a failed child)."""
+    if len(data) < 32:
+        return None
+    namespaces: list[tuple[bytes, bytes]] = []
+    at = 32
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 2], "big")
+        namespace = data[at + 2 : at + 2 + size]
+        root = data[at + 2 + size : at + 34 + size]
+        if len(namespace) != size or len(root) != 32:
+            return None
+        namespaces.append((namespace, root))
+        at += 34 + size
+    return Roots(data[:32], tuple(namespaces))
 
 
 def namespace_columns(entries: Sequence[Entry]) -> list[Columns] | None:
@@ -163,6 +260,7 @@ def _roots_in_two_processes(columns: list[Columns]) -> dict[bytes, bytes]:
     if pid == 0:  # the child: compute, send, leave without running any cleanup
         status = 1
         try:
+            gc.disable()  # a collection would touch (and so copy) the inherited heap
             os.close(read_end)
             out = b"".join(root_of_columns(keys, values) for _, keys, values in theirs)
             with os.fdopen(write_end, "wb") as pipe:

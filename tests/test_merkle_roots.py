@@ -15,6 +15,7 @@ import store.roots as roots_module
 from merkle import NamespacedCommitment
 from merkle.build import root_of_columns
 from state_machine import namespace_of
+from store.records import Roots
 from store.roots import (
     _roots_in_two_processes,
     commitment_of,
@@ -140,3 +141,61 @@ def test_large_states_use_two_processes(monkeypatch: pytest.MonkeyPatch) -> None
     assert got.root == NamespacedCommitment(
         (namespace_of(k), k, v) for k, v in entries
     ).root()
+
+
+def _book_entries(count: int, books: int) -> list[tuple[bytes, bytes]]:
+    return sorted(
+        (bytes((2,)) + (i % books).to_bytes(4, "big") + i.to_bytes(8, "big"), i.to_bytes(4, "big"))
+        for i in range(count)
+    )
+
+
+def test_started_roots_come_from_a_child_and_equal_the_serial_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
+    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
+    entries = _book_entries(500, 5)
+    pending = roots_module.start_roots(compute_roots, entries)
+    assert pending._pid  # forked at once, before the caller's rebuild
+    groups = reference_groups(entries)
+    root, subs = smt.namespaced_roots(groups)
+    got = pending.result()
+    assert got.root == root and got.namespaces == tuple(sorted(subs.items()))
+    cancelled = roots_module.start_roots(compute_roots, entries)
+    cancelled.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pending._pid or -1, os.WNOHANG)  # every child was reaped
+
+
+def test_started_roots_of_a_failing_child_are_computed_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
+    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
+    monkeypatch.setattr(roots_module, "_encode_roots", lambda roots: b"garbage")
+    entries = _book_entries(200, 3)
+    got = roots_module.start_roots(compute_roots, entries).result()
+    assert got.root == smt.namespaced_roots(reference_groups(entries))[0]
+
+
+def test_other_root_functions_run_here_when_asked() -> None:
+    calls: list[int] = []
+
+    def counting(entries: object) -> Roots:
+        calls.append(1)
+        return compute_roots(entries)  # type: ignore[arg-type]
+
+    entries = _book_entries(50, 2)
+    pending = roots_module.start_roots(counting, entries)
+    assert calls == [] and not pending._pid
+    assert pending.result() == compute_roots(entries)
+    assert calls == [1]
+
+
+def test_decoding_roots_refuses_truncated_bytes() -> None:
+    roots = compute_roots(_book_entries(30, 3))
+    data = roots_module._encode_roots(roots)
+    assert roots_module._decode_roots(data) == roots
+    for cut in (0, 31, 33, len(data) - 1):
+        assert roots_module._decode_roots(data[:cut]) is None
