@@ -3,12 +3,13 @@
 A store hands its entries over sorted by key, so each namespace's entries are found by
 bisection (a book's orders are contiguous; only the balances, whose namespace is the asset
 at the end of the key, are grouped one by one): no (namespace, key, value) triple and no
-dict per entry is built. The hash-only roots of a large state are computed in two
-processes (`_roots_in_two_processes`), the namespaces split between them by size.
+dict per entry is built. The hash-only roots of a large state are shared with a forked
+child (`PendingRoots`), which can start them while the caller rebuilds the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -53,120 +54,129 @@ def compute_roots(entries: Sequence[Entry]) -> Roots:
 
     Hash-only (`merkle.build.root_of_columns`): no tree is built, so use it where only the
     roots are checked (verify); a caller that goes on updating builds `commitment_of`.
-    With at least PARALLEL_MIN_ENTRIES entries and two CPUs, half of the hashing runs in a
-    forked process (about 1.6-1.9x on two idle cores)."""
-    columns = namespace_columns(entries)
-    if columns is None:  # not sorted (or repeated keys): the general path sorts it out
-        root, namespaces = NamespacedCommitment.roots_of(
-            (namespace_of(key), key, value) for key, value in entries
-        )
-        return Roots(root, tuple(namespaces.items()))
-    try:
-        if len(entries) >= PARALLEL_MIN_ENTRIES and _cpus() >= 2:
-            sub = _roots_in_two_processes(columns)
-        else:
-            sub = {ns: root_of_columns(keys, values) for ns, keys, values in columns}
-    except MerkleError:  # two keys with one path: let the general path name it
-        root, namespaces = NamespacedCommitment.roots_of(
-            (namespace_of(key), key, value) for key, value in entries
-        )
-        return Roots(root, tuple(namespaces.items()))
-    return Roots(root_of(sub), tuple(sorted(sub.items())))
-
-
-class PendingRoots:
-    """Roots being computed, by `start_roots`: `result()` waits for them, `cancel()` drops
-    them (and ends the child computing them, if any)."""
-
-    def __init__(self, compute: ComputeRoots, entries: Sequence[Entry]) -> None:
-        self._compute = compute
-        self._entries = entries
-        self._pid = 0
-        self._pipe = -1
-        if (
-            compute is compute_roots
-            and len(entries) >= PARALLEL_MIN_ENTRIES
-            and _cpus() >= 2
-            and hasattr(os, "fork")
-        ):
-            self._fork()
-
-    def _fork(self) -> None:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: compute, send, leave without running any cleanup
-            status = 1
-            try:
-                gc.disable()  # a collection would touch (and so copy) the inherited heap
-                os.close(read_end)
-                roots = _serial_roots(self._entries)
-                with os.fdopen(write_end, "wb") as pipe:
-                    pipe.write(_encode_roots(roots))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        self._pid, self._pipe = pid, read_end
-
-    def result(self) -> Roots:
-        """The roots (computed here if no child computes them, or if the child failed)."""
-        if not self._pid:
-            return self._compute(self._entries)
-        with os.fdopen(self._pipe, "rb") as pipe:
-            received = pipe.read()
-        _, status = os.waitpid(self._pid, 0)
-        self._pid = 0
-        roots = _decode_roots(received) if status == 0 else None
-        return compute_roots(self._entries) if roots is None else roots
-
-    def cancel(self) -> None:
-        if self._pid:
-            os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
-            os.close(self._pipe)
-            self._pid = 0
+    With at least PARALLEL_MIN_ENTRIES entries and two CPUs the namespaces are shared
+    with a forked child (see `PendingRoots`)."""
+    return PendingRoots(compute_roots, entries).result()
 
 
 def start_roots(compute: ComputeRoots, entries: Sequence[Entry]) -> PendingRoots:
     """Start `compute(entries)` so that it runs while the caller rebuilds the machine.
 
     Only `compute_roots` (pure: hash-only, no side effect) of a large state on two CPUs
-    runs in a forked child at once (about the whole roots time saved off a reopen);
-    any other function runs in this process when `result()` is asked for.
+    starts at once, in a forked child; any other function runs in this process when
+    `result()` is asked for.
     """
     return PendingRoots(compute, entries)
 
 
-def _serial_roots(entries: Sequence[Entry]) -> Roots:
-    columns = namespace_columns(entries)
-    if columns is None:
-        return compute_roots(entries)
-    sub = {ns: root_of_columns(keys, values) for ns, keys, values in columns}
-    return Roots(root_of(sub), tuple(sorted(sub.items())))
+class PendingRoots:
+    """Roots being computed: `result()` gives them, `cancel()` drops them.
+
+    For `compute_roots` of a large state on two CPUs, a forked child hashes the namespaces
+    from the first on and writes each root (32 bytes) to a pipe as soon as it has it;
+    `result()` hashes them from the last one down, reading the pipe between two, until the
+    two meet, then ends the child. So the work is shared whether or not the caller did
+    something else meanwhile (a rebuild), and a child that dies or is slow only leaves
+    more to this process: the roots are the same either way. The child only hashes data
+    it inherited (copy-on-write, with its cyclic GC off so that no collection touches the
+    heap) and leaves by `os._exit`: it touches no lock, file or store of the parent.
+    """
+
+    def __init__(self, compute: ComputeRoots, entries: Sequence[Entry]) -> None:
+        self._compute = compute
+        self._entries = entries
+        self._columns: list[Columns] | None = None
+        self._pid = 0
+        self._pipe = -1
+        if compute is compute_roots:
+            self._columns = namespace_columns(entries)
+            if (
+                self._columns is not None
+                and len(self._columns) >= 2
+                and len(entries) >= PARALLEL_MIN_ENTRIES
+                and _cpus() >= 2
+                and hasattr(os, "fork")
+            ):
+                self._fork(self._columns)
+
+    def _fork(self, columns: list[Columns]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            status = 1
+            try:
+                gc.disable()
+                os.close(read_end)
+                for _, keys, values in columns:
+                    os.write(write_end, root_of_columns(keys, values))  # atomic (< PIPE_BUF)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self._pid, self._pipe = pid, read_end
+
+    def result(self) -> Roots:
+        """The roots (computed here as far as no child computed them)."""
+        if self._compute is not compute_roots:
+            return self._compute(self._entries)
+        columns = self._columns
+        try:
+            if columns is None:  # not sorted (or repeated keys): the general path
+                return _general_roots(self._entries)
+            sub = self._shared(columns)
+        except MerkleError:  # two keys with one path: let the general path name it
+            return _general_roots(self._entries)
+        finally:
+            self.cancel()
+        return Roots(root_of(sub), tuple(sorted(sub.items())))
+
+    def _shared(self, columns: list[Columns]) -> dict[bytes, bytes]:
+        received = bytearray()
+        mine: dict[int, bytes] = {}
+        at = len(columns) - 1
+        while at >= len(received) // 32:
+            if self._pid:
+                received += self._available()
+                if at < len(received) // 32:
+                    break
+            _, keys, values = columns[at]
+            mine[at] = root_of_columns(keys, values)
+            at -= 1
+        return {
+            ns: mine[i] if i in mine else bytes(received[32 * i : 32 * i + 32])
+            for i, (ns, _, _) in enumerate(columns)
+        }
+
+    def _available(self) -> bytes:
+        """What the child has written so far (it never blocks)."""
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self._pipe, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break  # the child is done (or dead)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def cancel(self) -> None:
+        """End the child (if any); idempotent."""
+        if self._pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):  # (reaped already)
+                os.waitpid(self._pid, 0)
+            os.close(self._pipe)
+            self._pid = 0
 
 
-def _encode_roots(roots: Roots) -> bytes:
-    parts = [roots.root]
-    for namespace, root in roots.namespaces:
-        parts += [len(namespace).to_bytes(2, "big"), namespace, root]
-    return b"".join(parts)
-
-
-def _decode_roots(data: bytes) -> Roots | None:
-    """`_encode_roots` read back; None if `data` is not such an encoding (a failed child)."""
-    if len(data) < 32:
-        return None
-    namespaces: list[tuple[bytes, bytes]] = []
-    at = 32
-    while at < len(data):
-        size = int.from_bytes(data[at : at + 2], "big")
-        namespace = data[at + 2 : at + 2 + size]
-        root = data[at + 2 + size : at + 34 + size]
-        if len(namespace) != size or len(root) != 32:
-            return None
-        namespaces.append((namespace, root))
-        at += 34 + size
-    return Roots(data[:32], tuple(namespaces))
+def _general_roots(entries: Iterable[Entry]) -> Roots:
+    root, namespaces = NamespacedCommitment.roots_of(
+        (namespace_of(key), key, value) for key, value in entries
+    )
+    return Roots(root, tuple(namespaces.items()))
 
 
 def namespace_columns(entries: Sequence[Entry]) -> list[Columns] | None:
@@ -236,47 +246,3 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _roots_in_two_processes(columns: list[Columns]) -> dict[bytes, bytes]:
-    """{namespace: root} of `columns`, the namespaces split by entry count between this
-    process and a forked child that sends its roots back through a pipe.
-
-    The child only hashes data it inherited (copy-on-write) and leaves by `os._exit`: it
-    touches no lock, file or store of the parent. If it fails in any way its share is
-    computed here, so the result never depends on it (the same roots either way).
-    """
-    mine: list[Columns] = []
-    theirs: list[Columns] = []
-    load = [0, 0]
-    for group in sorted(columns, key=lambda c: -len(c[1])):  # largest first, to the lighter
-        side = 0 if load[0] <= load[1] else 1
-        (mine if side == 0 else theirs).append(group)
-        load[side] += len(group[1])
-    if not theirs or not hasattr(os, "fork"):
-        return {ns: root_of_columns(keys, values) for ns, keys, values in columns}
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send, leave without running any cleanup
-        status = 1
-        try:
-            gc.disable()  # a collection would touch (and so copy) the inherited heap
-            os.close(read_end)
-            out = b"".join(root_of_columns(keys, values) for _, keys, values in theirs)
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(out)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    try:
-        roots = {ns: root_of_columns(keys, values) for ns, keys, values in mine}
-        with os.fdopen(read_end, "rb") as pipe:
-            received = pipe.read()
-    finally:
-        _, status = os.waitpid(pid, 0)
-    if status != 0 or len(received) != 32 * len(theirs):
-        received = b"".join(root_of_columns(keys, values) for _, keys, values in theirs)
-    for at, (ns, _, _) in enumerate(theirs):
-        roots[ns] = received[32 * at : 32 * at + 32]
-    return roots

@@ -12,16 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import store.roots as roots_module
-from merkle import NamespacedCommitment
 from merkle.build import root_of_columns
 from state_machine import namespace_of
 from store.records import Roots
 from store.roots import (
-    _roots_in_two_processes,
     commitment_of,
     compute_roots,
     namespace_columns,
     roots_of,
+    start_roots,
 )
 from tests.reference import smt
 
@@ -93,26 +92,61 @@ def test_unsorted_or_repeated_keys_take_the_general_path() -> None:
     assert commitment_of(entries).root() == smt.namespaced_roots(groups)[0]
 
 
-def test_two_processes_give_the_serial_roots() -> None:
-    entries = sorted(
-        (bytes((2,)) + (i % 7).to_bytes(4, "big") + i.to_bytes(8, "big"), i.to_bytes(3, "big"))
-        for i in range(3000)
+def _book_entries(count: int, books: int) -> list[tuple[bytes, bytes]]:
+    return sorted(
+        (bytes((2,)) + (i % books).to_bytes(4, "big") + i.to_bytes(8, "big"), i.to_bytes(4, "big"))
+        for i in range(count)
     )
-    columns = namespace_columns(entries)
-    assert columns is not None
-    serial = {ns: root_of_columns(ks, vs) for ns, ks, vs in columns}
-    assert _roots_in_two_processes(columns) == serial
-    groups = reference_groups(entries)
-    assert serial == {ns: smt.root(m) for ns, m in groups.items()}
 
 
+def _expected(entries: list[tuple[bytes, bytes]]) -> Roots:
+    root, subs = smt.namespaced_roots(reference_groups(entries))
+    return Roots(root, tuple(sorted(subs.items())))
+
+
+@pytest.fixture
+def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
+    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
+
+
+def _no_children_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@pytest.mark.usefixtures("parallel")
+def test_roots_shared_with_a_child_equal_the_reference() -> None:
+    entries = _book_entries(3000, 7)
+    pending = start_roots(compute_roots, entries)
+    assert pending._pid  # forked at once, before the caller's rebuild
+    assert pending.result() == _expected(entries)
+    assert compute_roots(entries) == _expected(entries)
+    assert _no_children_left()
+
+
+@pytest.mark.usefixtures("parallel")
+def test_a_child_that_finished_everything_leaves_nothing_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = _book_entries(400, 4)
+    pending = start_roots(compute_roots, entries)
+    os.waitpid(pending._pid, 0)  # the child is done: all its roots are in the pipe
+
+    def no_hashing_here(keys: object, values: object) -> bytes:
+        raise AssertionError("the parent hashed a namespace the child had done")
+
+    monkeypatch.setattr(roots_module, "root_of_columns", no_hashing_here)
+    assert pending.result() == _expected(entries)
+    assert _no_children_left()
+
+
+@pytest.mark.usefixtures("parallel")
 def test_a_failing_child_is_made_up_for_by_the_parent(monkeypatch: pytest.MonkeyPatch) -> None:
-    entries = sorted(
-        (bytes((2,)) + (i % 3).to_bytes(4, "big") + i.to_bytes(8, "big"), b"v") for i in range(300)
-    )
-    columns = namespace_columns(entries)
-    assert columns is not None
-    serial = {ns: root_of_columns(ks, vs) for ns, ks, vs in columns}
+    entries = _book_entries(600, 5)
     parent = os.getpid()
 
     def dies_in_child(ks: object, vs: object) -> bytes:
@@ -121,62 +155,17 @@ def test_a_failing_child_is_made_up_for_by_the_parent(monkeypatch: pytest.Monkey
         return root_of_columns(ks, vs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(roots_module, "root_of_columns", dies_in_child)
-    assert _roots_in_two_processes(columns) == serial
+    assert compute_roots(entries) == _expected(entries)
+    assert _no_children_left()
 
 
-def test_large_states_use_two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    real = roots_module._roots_in_two_processes
-
-    def counted(columns: list[roots_module.Columns]) -> dict[bytes, bytes]:
-        calls.append(len(columns))
-        return real(columns)
-
-    monkeypatch.setattr(roots_module, "_roots_in_two_processes", counted)
-    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
-    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
-    entries = sorted((bytes((2, 0, 0, 0, i % 4)) + bytes(8) + bytes((i,)), b"x") for i in range(40))
-    got = compute_roots(entries)
-    assert calls == [4]
-    assert got.root == NamespacedCommitment(
-        (namespace_of(k), k, v) for k, v in entries
-    ).root()
-
-
-def _book_entries(count: int, books: int) -> list[tuple[bytes, bytes]]:
-    return sorted(
-        (bytes((2,)) + (i % books).to_bytes(4, "big") + i.to_bytes(8, "big"), i.to_bytes(4, "big"))
-        for i in range(count)
-    )
-
-
-def test_started_roots_come_from_a_child_and_equal_the_serial_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
-    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
-    entries = _book_entries(500, 5)
-    pending = roots_module.start_roots(compute_roots, entries)
-    assert pending._pid  # forked at once, before the caller's rebuild
-    groups = reference_groups(entries)
-    root, subs = smt.namespaced_roots(groups)
-    got = pending.result()
-    assert got.root == root and got.namespaces == tuple(sorted(subs.items()))
-    cancelled = roots_module.start_roots(compute_roots, entries)
-    cancelled.cancel()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pending._pid or -1, os.WNOHANG)  # every child was reaped
-
-
-def test_started_roots_of_a_failing_child_are_computed_here(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
-    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
-    monkeypatch.setattr(roots_module, "_encode_roots", lambda roots: b"garbage")
-    entries = _book_entries(200, 3)
-    got = roots_module.start_roots(compute_roots, entries).result()
-    assert got.root == smt.namespaced_roots(reference_groups(entries))[0]
+@pytest.mark.usefixtures("parallel")
+def test_cancel_ends_the_child() -> None:
+    pending = start_roots(compute_roots, _book_entries(300, 3))
+    assert pending._pid
+    pending.cancel()
+    pending.cancel()
+    assert _no_children_left()
 
 
 def test_other_root_functions_run_here_when_asked() -> None:
@@ -187,15 +176,13 @@ def test_other_root_functions_run_here_when_asked() -> None:
         return compute_roots(entries)  # type: ignore[arg-type]
 
     entries = _book_entries(50, 2)
-    pending = roots_module.start_roots(counting, entries)
+    pending = start_roots(counting, entries)
     assert calls == [] and not pending._pid
-    assert pending.result() == compute_roots(entries)
+    assert pending.result() == _expected(entries)
     assert calls == [1]
 
 
-def test_decoding_roots_refuses_truncated_bytes() -> None:
-    roots = compute_roots(_book_entries(30, 3))
-    data = roots_module._encode_roots(roots)
-    assert roots_module._decode_roots(data) == roots
-    for cut in (0, 31, 33, len(data) - 1):
-        assert roots_module._decode_roots(data[:cut]) is None
+def test_small_states_stay_in_one_process() -> None:
+    pending = start_roots(compute_roots, _book_entries(100, 3))
+    assert not pending._pid
+    assert pending.result() == _expected(_book_entries(100, 3))
