@@ -26,13 +26,19 @@ with a new one):
 
 `block_root/txs=1000/...` (`bench_block_root`) is network mode's app hash: a 1,000-tx block
 (45% cancels, 45% resting limits, 10% crossing) changes about 1,950 entries (one order and
-one balance per tx, with 1,000 users), folded into the commitment and hashed. Measured with
-the machine's load average at 10-15 (wall time 5-8x the process's CPU time): over 200,000
-entries 52-60 ms CPU per block (best), the same before and after the batch loop's tidying;
-the 30 ms target needs about half of that. Where it goes, from a profile: ~10 blake3 calls
-per change (~25%), building the ~10 new branch tuples of each changed path and freeing the
-old ones (tracked by the cyclic GC, so each free also unlinks it from the GC's list: ~30%
-of a flush), and the descent.
+one balance per tx, with 1,000 users), folded into the commitment and hashed. Over
+1,005,001 entries (4 books of ~250,000 orders): 92 ms median on a nearly idle machine
+(the 30 ms target needs a third of that). Where it goes (CPU, one run under load, median
+block 71 ms): the fold (changed entries encoded by the core, grouped) 16 ms; the trees'
+batch updates 55 ms, of which the spec's ~19,800 blake3 calls (about 10 per change: the
+path below the shared top levels plus the leaf) are 8.4 ms when timed alone
+(`blake3_floor_ms`, 0.3-0.4 us per call from Python). The rest is CPython work per node of
+each changed path, ~2.5 us per level: reading the branch tuple and its child-hash bytes (a
+cache miss each in a 700 MB heap), building the new 64-byte preimage and the new tuple,
+three hasher calls, and freeing the old tuple and bytes. The batch loop is already inlined
+(merge_one); a worker process per half of the namespaces would at best halve the 55 ms
+(2 cores), leaving ~45 ms with the fold. Beyond that needs the batch merge compiled (C or
+Rust over a flat node array: the same 19,800 hashes at ~0.1 us, ~3-5 ms per block).
 
 Of a 1,000,000-entry build, ~1.1 s is the 4,000,000 blake3 calls the spec requires (key,
 value and leaf hash per entry, ~1.4 inner nodes per entry), ~0.4 s the sort, ~0.4 s the
