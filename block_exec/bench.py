@@ -5,7 +5,9 @@ ratios to a baseline measured in the same process at the same moment do not. Eve
 workload runs on deterministic generated input (splitmix64), never on wall-clock seeds.
 
 Figures are JSON objects, one per workload: name, operations, seconds, ops_per_s,
-us_per_op (mean, from an untimed loop) and, where operations are also timed one by one,
+us_per_op (mean, from an untimed loop: for inserts and cancels a bare loop over the
+pre-built inputs, their cpu_us_per_op the same in process time) and, where operations are
+also timed one by one,
 p50/p99/p99.9 in microseconds (these include ~0.7 us of timing overhead per sample);
 peak memory where it is measured; plus the baseline's figures and the ratio.
 """
@@ -59,13 +61,22 @@ def figure(name: str, operations: int, seconds: float, **extra: Any) -> Figure:
     return result
 
 
-def _time_each(operation: Callable[[int], object], count: int) -> tuple[float, list[int]]:
-    """Run operation(i) for i in range(count); return (seconds per op mean, samples).
+def _time_each(
+    operation: Callable[[int], object],
+    count: int,
+    run_batch: Callable[[int, int], object] | None = None,
+) -> tuple[float, float, list[int]]:
+    """Run operation(i) for i in range(count); return (wall seconds per op, CPU seconds
+    per op, samples in ns).
 
-    The first half runs in a bare loop, which gives the mean: timing each call alone
-    costs ~0.7 us of clock reads and calls per sample here, as much as a quarter of the
-    operation. The second half is timed call by call for the percentiles (which include
-    that overhead). Both halves run at the same depth to within `count` orders.
+    The first half runs untimed op by op, which gives the means: with `run_batch`,
+    run_batch(0, half) does it in one bare loop over the pre-built inputs (the batch
+    figure: no per-op Python call of a closure, ~0.1-0.3 us of harness); otherwise
+    operation(i) is called in a loop. Timing each call alone costs ~0.7 us of clock
+    reads and calls per sample here, as much as a quarter of the operation, so the
+    second half, timed call by call through `operation`, gives only the percentiles
+    (which include that overhead). Both halves run at the same depth to within `count`
+    orders. The CPU time (process time) is the figure to compare on a shared machine.
     """
     clock = time.perf_counter_ns
     half = count // 2
@@ -73,8 +84,13 @@ def _time_each(operation: Callable[[int], object], count: int) -> tuple[float, l
     gc.disable()  # a collection landing inside one sample is noise, not the structure's cost
     try:
         start = time.perf_counter()
-        for index in range(half):
-            operation(index)
+        cpu_start = time.process_time()
+        if run_batch is not None:
+            run_batch(0, half)
+        else:
+            for index in range(half):
+                operation(index)
+        cpu_mean = (time.process_time() - cpu_start) / half
         mean = (time.perf_counter() - start) / half
         for index in range(half, count):
             start_ns = clock()
@@ -82,7 +98,7 @@ def _time_each(operation: Callable[[int], object], count: int) -> tuple[float, l
             samples[index - half] = clock() - start_ns
     finally:
         gc.enable()
-    return mean, samples
+    return mean, cpu_mean, samples
 
 
 def _funded_machine() -> CoreStateMachine:
@@ -124,11 +140,15 @@ def bench_resting_inserts(depth: int, operations: int) -> Figure:
         user, side, price, size = batch[index]
         limit(user, 1, side, price, size, gtc)
 
-    mean, samples = _time_each(insert, operations)
+    def insert_batch(start: int, stop: int) -> None:
+        for user, side, price, size in batch[start:stop]:
+            limit(user, 1, side, price, size, gtc)
+
+    mean, cpu_mean, samples = _time_each(insert, operations, insert_batch)
     assert len(machine.orders) == depth + operations  # none crossed
     return figure(
         f"resting_insert/depth={depth}", operations, mean * operations, depth=depth,
-        **_percentiles(samples),
+        cpu_us_per_op=round(cpu_mean * 1e6, 3), **_percentiles(samples),
     )
 
 
@@ -146,11 +166,15 @@ def bench_cancels(depth: int, operations: int) -> Figure:
         user, order_id = targets[index]
         cancel(user, 1, order_id)
 
-    mean, samples = _time_each(cancel_one, operations)
+    def cancel_batch(start: int, stop: int) -> None:
+        for user, order_id in targets[start:stop]:
+            cancel(user, 1, order_id)
+
+    mean, cpu_mean, samples = _time_each(cancel_one, operations, cancel_batch)
     assert len(machine.orders) == depth
     return figure(
         f"cancel/depth={depth}", operations, mean * operations, depth=depth,
-        **_percentiles(samples),
+        cpu_us_per_op=round(cpu_mean * 1e6, 3), **_percentiles(samples),
     )
 
 
@@ -170,14 +194,14 @@ def bench_baseline_book(depth: int, operations: int) -> tuple[Figure, Figure]:
         user, side, price, size = batch[index]
         book.add(SimpleOrder(first_id + index, user, price, size), side == Side.BUY)
 
-    insert_mean, insert_samples = _time_each(insert, operations)
+    insert_mean, _, insert_samples = _time_each(insert, operations)
     rng = SplitMix64(depth + 2)
     targets = [1 + rng.below(depth + operations) for _ in range(operations)]
 
     def cancel_one(index: int) -> None:
         book.cancel(targets[index])
 
-    cancel_mean, cancel_samples = _time_each(cancel_one, operations)
+    cancel_mean, _, cancel_samples = _time_each(cancel_one, operations)
     return (
         figure(
             f"baseline_resting_insert/depth={depth}", operations, insert_mean * operations,

@@ -28,7 +28,7 @@ from heapq import heapify
 
 import cbor2
 
-from state_machine.book import Level, OrderBook
+from state_machine.book import Level, OrderBook, new_level
 from state_machine.machine import CoreStateMachine, StateChanges
 from state_machine.nonces import MAX_NONCE
 from state_machine.types import (
@@ -40,6 +40,7 @@ from state_machine.types import (
     Order,
     Side,
 )
+from state_machine.values import balance_value, order_value
 
 GLOBALS_PREFIX = 0x00
 BALANCE_PREFIX = 0x01
@@ -54,8 +55,24 @@ Entry = tuple[bytes, bytes]
 Change = tuple[bytes, bytes | None]
 
 
+# Address -> its 20 bytes; only a speed-up (bounded, cleared when full).
+_RAW_USERS: dict[Address, bytes] = {}
+_RAW_USERS_MAX = 1 << 16
+
+
+def user_bytes(user: Address) -> bytes:
+    """The 20 bytes of a canonical address: O(1), memoised."""
+    raw = _RAW_USERS.get(user)
+    if raw is None:
+        raw = bytes.fromhex(user[2:])
+        if len(_RAW_USERS) >= _RAW_USERS_MAX:
+            _RAW_USERS.clear()
+        _RAW_USERS[user] = raw
+    return raw
+
+
 def balance_key(user: Address, asset: int) -> bytes:
-    return b"\x01" + bytes.fromhex(user[2:]) + asset.to_bytes(4, "big")
+    return b"\x01" + user_bytes(user) + asset.to_bytes(4, "big")
 
 
 def order_key(asset: int, order_id: int) -> bytes:
@@ -67,11 +84,13 @@ def nonce_key(user: Address) -> bytes:
 
 
 def encode_balance(available: int, locked: int) -> bytes:
-    return cbor2.dumps([available, locked])
+    """CBOR [available, locked] (`values.balance_value`: the bytes of cbor2.dumps)."""
+    return balance_value(available, locked)
 
 
 def encode_order(order: Order) -> bytes:
-    return cbor2.dumps([int(order.side), order.price, order.size, bytes.fromhex(order.user[2:])])
+    """CBOR [side, price, size, user] (`values.order_value`: the bytes of cbor2.dumps)."""
+    return order_value(order.side, order.price, order.size, user_bytes(order.user))
 
 
 def namespace_of(key: bytes) -> bytes:
@@ -144,10 +163,18 @@ def changed_entries(machine: CoreStateMachine, changes: StateChanges) -> list[Ch
         if account is not None and (account[0] or account[1]):
             value = encode_balance(account[0], account[1])
         result[balance_key(user, asset)] = value
+    # About one order per tx: `order_key` and `encode_order` inlined.
     resting = machine.orders
+    raw_users = _RAW_USERS
     for order in changes.orders:
-        key = order_key(order.asset, order.order_id)
-        result[key] = encode_order(order) if resting.get(order.order_id) is order else None
+        order_id = order.order_id
+        key = b"\x02" + order.asset.to_bytes(4, "big") + order_id.to_bytes(8, "big")
+        if resting.get(order_id) is order:
+            user = order.user
+            raw = raw_users.get(user) or user_bytes(user)
+            result[key] = order_value(order.side, order.price, order.size, raw)
+        else:
+            result[key] = None
     nonces = machine.nonces.table
     for user in changes.nonces:
         result[nonce_key(user)] = cbor2.dumps(nonces[user])  # a nonce only goes up
@@ -249,7 +276,7 @@ def _machine_from_entries(entries: Iterable[Entry], check_canonical: bool) -> Co
             levels = ask_levels if side else bid_levels
             level = levels.get(price)
             if level is None:
-                level = levels[price] = Level(price)
+                level = levels[price] = new_level(price)
             order = Order(order_id, user, asset, _SIDES[side], level.price, size)
             level.append(order)
             level.live += 1

@@ -59,6 +59,7 @@ USER_CANCEL = CancelReason.USER
 # Builds a result or event named tuple from a tuple in one C call, without the Python-level
 # `__new__` of its class (which only names the same fields): for the hot paths.
 new_tuple = tuple.__new__
+new_object = object.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +274,15 @@ class CoreStateMachine:
             level = levels.get(price)
             if level is None:
                 level = add_level(levels, book.ask_heap, price, 1)
-        order = Order(order_id, user, asset, side, level.price, remaining)
+        # `Order(...)` runs a Python `__init__`; storing the slots of a bare object costs
+        # about 60% of that (measured ~1,400 vs ~2,300 CPU instructions per order).
+        order = new_object(Order)
+        order.order_id = order_id
+        order.user = user
+        order.asset = asset
+        order.side = side
+        order.price = level.price
+        order.size = remaining
         level.append(order)
         level.live += 1
         self.orders[order_id] = order
