@@ -19,7 +19,7 @@ import orjson
 
 from block_exec.errors import BlockSchemaError, field_named
 from block_exec.types import Block, Cancel, Deposit, Limit, Market, Receipt, Tx, Withdraw
-from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
+from state_machine import ERROR_CODES, MAX_AMOUNT, MAX_ASSET, Side, Tif
 from state_machine.types import SIDE_NAMES, TIF_NAMES
 
 MAX_U64 = 2**64 - 1
@@ -322,16 +322,47 @@ def block_receipts_obj(
     }
 
 
+_REJECTED = {code: orjson.dumps({"ok": False, "error": code}).decode() for code in ERROR_CODES}
+
+
+def receipt_json(receipt: Receipt) -> str:
+    """The compact JSON text of `receipt_to_json_obj(receipt)`: O(fills + canceled).
+
+    The receipts with nothing listed but an order id (a resting or ioc limit without
+    fills, a cancel, a transfer, a rejection: most of a block) are formatted from fixed
+    text; any other goes through orjson. Tests compare both ways with `json.dumps` of
+    the object over generated blocks.
+    """
+    if not receipt.ok:
+        text = _REJECTED.get(receipt.error)  # type: ignore[arg-type]
+        if text is not None:
+            return text
+    elif receipt.order_id is not None:
+        if not receipt.fills and not receipt.canceled:
+            if receipt.resting is not None:
+                return (f'{{"ok":true,"order_id":{receipt.order_id},"fills":[],'
+                        f'"resting":{receipt.resting},"canceled":[]}}')
+            return f'{{"ok":true,"order_id":{receipt.order_id},"fills":[],"canceled":[]}}'
+    elif not receipt.canceled:
+        return '{"ok":true}'
+    elif len(receipt.canceled) == 1:
+        return f'{{"ok":true,"canceled":[{receipt.canceled[0]}]}}'
+    return orjson.dumps(receipt_to_json_obj(receipt)).decode()
+
+
 def block_receipts_line(
     height: int, state_root_hex: str | None, receipts: Sequence[Receipt]
 ) -> str:
     """One line of the `--receipts` JSON Lines file (no trailing newline).
 
-    orjson writes the same bytes as `json.dumps(separators=(",", ":"))` for this content
-    (ASCII strings, integers below 2^64) at an eighth of the cost; receipts are written
+    The same bytes as `json.dumps(block_receipts_obj(...), separators=(",", ":"))`
+    (ASCII strings, integers below 2^64), built receipt by receipt by `receipt_json`
+    (about a third of the cost of building the objects for orjson); receipts are written
     for every block, and stored with it.
     """
-    return orjson.dumps(block_receipts_obj(height, state_root_hex, receipts)).decode()
+    root = "null" if state_root_hex is None else orjson.dumps(state_root_hex).decode()
+    return (f'{{"height":{height},"state_root":{root},"receipts":['
+            + ",".join(map(receipt_json, receipts)) + "]}")
 
 
 __all__ = [
@@ -346,6 +377,7 @@ __all__ = [
     "encode_block",
     "encode_block_checked",
     "encode_tx",
+    "receipt_json",
     "receipt_to_json_obj",
     "tx_schema_error",
 ]
