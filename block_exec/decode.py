@@ -18,7 +18,15 @@ import orjson
 
 from block_exec.encode import MAX_U64, encode_block
 from block_exec.errors import BlockDecodeError, field_named
-from block_exec.types import Block, Cancel, Deposit, Limit, Market, Tx, Withdraw
+from block_exec.types import (
+    Block,
+    Tx,
+    new_cancel,
+    new_deposit,
+    new_limit,
+    new_market,
+    new_withdraw,
+)
 from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
 
 _BLOCK_KEYS = frozenset(("height", "time", "txs"))
@@ -30,10 +38,6 @@ _TX_KEYS: dict[str, frozenset[str]] = {
     "cancel": frozenset(("op", "user", "asset", "order_id")),
 }
 _LIMIT_KEYS = _TX_KEYS["limit"]
-_LIMIT_KEYS_NO_TIF = _LIMIT_KEYS - {"tif"}
-_AMOUNT_KEYS = _TX_KEYS["deposit"]
-_MARKET_KEYS = _TX_KEYS["market"]
-_CANCEL_KEYS = _TX_KEYS["cancel"]
 # Field order for error messages (and the order the spec lists them in).
 _FIELD_ORDER: dict[str, tuple[str, ...]] = {
     "deposit": ("user", "asset", "amount"),
@@ -189,10 +193,13 @@ def block_from_obj(obj: object, where: str) -> Block:
                 if user is None:
                     break
             asset = d.get("asset")
+            # The key set: a dict of n keys holding the n names read below is exactly
+            # those (a missing name is None from `get`, or a KeyError, and fails): one
+            # `len` instead of a set comparison.
             if op == "limit":
-                if keys == _LIMIT_KEYS:
+                if len(keys) == 7:
                     tif = _TIFS.get(d["tif"])
-                elif keys == _LIMIT_KEYS_NO_TIF:
+                elif len(keys) == 6 and "tif" not in keys:
                     tif = Tif.GTC
                 else:
                     break
@@ -205,45 +212,45 @@ def block_from_obj(obj: object, where: str) -> Block:
                     and type(asset) is int and 0 < asset <= MAX_ASSET
                     and side is not None and tif is not None
                 ):
-                    append(Limit(user, asset, side, price, size, tif))
+                    append(new_limit(user, asset, side, price, size, tif))
                     continue
                 break
             if op == "cancel":
                 oid = d.get("order_id")
                 if (
-                    keys == _CANCEL_KEYS
+                    len(keys) == 4
                     and type(oid) is int and 0 < oid <= MAX_AMOUNT
                     and type(asset) is int and 0 < asset <= MAX_ASSET
                 ):
-                    append(Cancel(user, asset, oid))
+                    append(new_cancel(user, asset, oid))
                     continue
                 break
             if op == "market":
                 size = d.get("size")
                 side = sides.get(d.get("side", ""))
                 if (
-                    keys == _MARKET_KEYS
+                    len(keys) == 5
                     and type(size) is int and 0 < size <= MAX_AMOUNT
                     and type(asset) is int and 0 < asset <= MAX_ASSET
                     and side is not None
                 ):
-                    append(Market(user, asset, side, size))
+                    append(new_market(user, asset, side, size))
                     continue
                 break
             if op == "deposit" or op == "withdraw":
                 amount = d.get("amount")
                 if (
-                    keys == _AMOUNT_KEYS
+                    len(keys) == 4
                     and type(amount) is int and 0 < amount <= MAX_AMOUNT
                     and type(asset) is int and 0 <= asset <= MAX_ASSET
                 ):
-                    append((Deposit if op == "deposit" else Withdraw)(user, asset, amount))
+                    append((new_deposit if op == "deposit" else new_withdraw)(user, asset, amount))
                     continue
             break
         else:
             return Block(height, time, tuple(txs))
-    except TypeError:  # an unhashable value (array, object) where a name was expected
-        pass
+    except (TypeError, KeyError):  # an unhashable value where a name was expected; a
+        pass  # field missing from a dict of the right size (an unknown one in its place)
     _fail(where, f"tx {index}: {_tx_problem(raw_txs[index])}", height=height, tx_index=index)
 
 

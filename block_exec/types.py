@@ -7,7 +7,9 @@ lower-case address, `side`/`tif` are `state_machine.Side`/`Tif`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
+from typing import TypeVar
 
 from state_machine import (
     Address,
@@ -18,6 +20,8 @@ from state_machine import (
     Side,
     Tif,
 )
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,36 @@ def _fast_init(cls: type) -> None:
 
 for _cls in (Deposit, Withdraw, Limit, Market, Cancel):
     _fast_init(_cls)
+
+
+def _builder(cls: type[_T]) -> Callable[..., _T]:
+    """A function building an instance of the frozen slotted dataclass `cls` from all its
+    fields, positionally, for the decoder's hot path.
+
+    It fills a mutable twin class with the same slots (plain slot stores, the cheapest
+    attribute writes there are) and then sets the object's `__class__` to `cls`, which
+    CPython allows between classes of one layout: the result is an ordinary `cls`
+    instance, equal to `cls(...)` of the same fields (tested). Measured ~2,300 CPU
+    instructions for a Limit where `Limit(...)` takes ~5,800 (one descriptor call per
+    field).
+    """
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    twin = type(f"_{cls.__name__}Fields", (), {"__slots__": cls.__slots__})  # type: ignore[attr-defined]
+    assert list(cls.__slots__) == names  # type: ignore[attr-defined]
+    namespace: dict[str, object] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
+    body = "\n".join(f"    tx.{n} = {n}" for n in names)
+    exec(f"def build({', '.join(names)}):\n    tx = _new(_twin)\n{body}\n"
+         f"    tx.__class__ = _cls\n    return tx\n", namespace)
+    build = namespace["build"]
+    build.__qualname__ = f"new_{cls.__name__.lower()}"  # type: ignore[attr-defined]
+    return build  # type: ignore[return-value]
+
+
+new_deposit: Callable[[Address, int, int], Deposit] = _builder(Deposit)
+new_withdraw: Callable[[Address, int, int], Withdraw] = _builder(Withdraw)
+new_limit: Callable[[Address, int, Side, int, int, Tif], Limit] = _builder(Limit)
+new_market: Callable[[Address, int, Side, int], Market] = _builder(Market)
+new_cancel: Callable[[Address, int, int], Cancel] = _builder(Cancel)
 
 Tx = Deposit | Withdraw | Limit | Market | Cancel
 TX_TYPES = (Deposit, Withdraw, Limit, Market, Cancel)

@@ -57,3 +57,38 @@ def test_the_fixed_shapes_by_hand() -> None:
     assert receipt_json(OpResult(True, None, None, (), None, [9])) == '{"ok":true,"canceled":[9]}'
     assert receipt_json(OpResult(False, "would_cross")) == '{"ok":false,"error":"would_cross"}'
     assert receipt_json(OpResult(True)) == '{"ok":true}'
+
+
+def test_the_decoders_tx_builders_make_ordinary_equal_instances() -> None:
+    import dataclasses
+
+    import pytest
+
+    from block_exec.types import (
+        Cancel,
+        Deposit,
+        Limit,
+        Market,
+        Withdraw,
+        new_cancel,
+        new_deposit,
+        new_limit,
+        new_market,
+        new_withdraw,
+    )
+    from state_machine import Tif
+
+    built = [
+        (new_limit(USER, 1, Side.SELL, 7, 9, Tif.IOC), Limit(USER, 1, Side.SELL, 7, 9, Tif.IOC)),
+        (new_market(USER, 2, Side.BUY, 3), Market(USER, 2, Side.BUY, 3)),
+        (new_cancel(USER, 1, 44), Cancel(USER, 1, 44)),
+        (new_deposit(USER, 0, 5), Deposit(USER, 0, 5)),
+        (new_withdraw(USER, 0, 5), Withdraw(USER, 0, 5)),
+    ]
+    for fast, reference in built:
+        assert type(fast) is type(reference) and fast == reference
+        assert hash(fast) == hash(reference) and repr(fast) == repr(reference)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(fast, "user", "x")  # noqa: B010 - what a caller might do
+    deposit: object = new_deposit(USER, 0, 5)
+    assert deposit != new_withdraw(USER, 0, 5)
