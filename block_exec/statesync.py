@@ -90,12 +90,16 @@ class StateSync:
         keep: int = DEFAULT_SNAPSHOT_KEEP,
         chunk_limit: int = DEFAULT_CHUNK_LIMIT,
         corrupt_chunks: bool = False,
+        chain_id: str | None = None,
         log: Log = _no_log,
     ) -> None:
         """`reopen(trusted=...)` opens the node's executor on its directory again (same
         options, passing `trusted` on to `Executor.open`): it is called once a restored
-        snapshot has been written into the store."""
+        snapshot has been written into the store. `chain_id` (the node's `--chain-id`)
+        is written into a restored store, which then names its chain like one made by
+        InitChain (a snapshot does not hold it)."""
         self.executor = executor
+        self.chain_id = chain_id
         self.reopen = reopen
         self.interval = interval
         self.keep = keep
@@ -112,6 +116,7 @@ class StateSync:
         reopen: Reopen,
         *,
         interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+        chain_id: str | None = None,
         log: Log = _no_log,
     ) -> StateSync:
         """As the node runs it: defaults, plus the test-only switches of the environment."""
@@ -126,7 +131,7 @@ class StateSync:
         if corrupt:
             log(f"TEST FAULT {CORRUPT_CHUNKS_ENV}={target}: serving corrupted snapshot chunks")
         return cls(executor, reopen, interval=interval, chunk_limit=limit,
-                   corrupt_chunks=corrupt, log=log)
+                   corrupt_chunks=corrupt, chain_id=chain_id, log=log)
 
     def _service(self) -> SnapshotService | None:
         store = self.executor.store
@@ -205,7 +210,7 @@ class StateSync:
         store = self.executor.store
         assert store is not None  # offer_snapshot checked it
         try:
-            install_snapshot(store, restored)
+            install_snapshot(store, restored, self.chain_id)
         except StoreError as exc:
             self.log(f"restored snapshot not stored: {exc}")
             self.service = self._service()
@@ -213,6 +218,11 @@ class StateSync:
         self.executor.close()
         self.executor = self.reopen(trusted=restored.as_restored())
         self.service = self._service()
+        if self.executor.chain_id != self.chain_id:  # read back from the store's meta row
+            reason = (f"the restored store names chain {self.executor.chain_id!r}, "
+                      f"not {self.chain_id!r}")
+            self.log(f"restored snapshot refused: {reason}")
+            return ChunkOutcome(ChunkVerdict.ABORT, reason)
         self.log(
             f"restored height {self.executor.height}, root {self.executor.state_root.hex()}"
         )

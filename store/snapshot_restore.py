@@ -204,9 +204,12 @@ class Restorer:
         return ChunkOutcome(ChunkVerdict.ACCEPT)
 
 
-def install_snapshot(store: Store, restored: RestoredSnapshot) -> None:
-    """Make an empty store start at the snapshot: its checkpoint, head and base, in one
-    synced atomic batch (spec/store.md, "A store that starts at a snapshot").
+def install_snapshot(store: Store, restored: RestoredSnapshot, chain_id: str | None = None
+                     ) -> None:
+    """Make an empty store start at the snapshot: its checkpoint, head and base (and the
+    `chain_id` meta row, when given: the store then names its chain like one made by
+    InitChain), in one synced atomic batch (spec/store.md, "A store that starts at a
+    snapshot").
 
     The store must be empty (no block, no checkpoint). Close it afterwards and reopen it
     (e.g. `Executor.open`): recovery then starts from this checkpoint like any other.
@@ -231,3 +234,5 @@ def install_snapshot(store: Store, restored: RestoredSnapshot) -> None:
         put(K.checkpoint_key(height), codec.encode_checkpoint(info))
         put(K.BASE_KEY, codec.encode_base(height, metadata.time, metadata.block_hash))
         put(K.HEAD_KEY, codec.encode_head(height, metadata.block_hash, 1))
+        if chain_id is not None:
+            put(K.CHAIN_ID_KEY, codec.frame([chain_id.encode()]))

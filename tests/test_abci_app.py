@@ -417,7 +417,8 @@ def test_state_sync_through_the_four_snapshot_calls(tmp_path: Path) -> None:
 
         executor = reopen()
         return Application(Ledger(executor), chain_id=CHAIN,
-                           sync=StateSync(executor, reopen, interval=1, chunk_limit=1024))
+                           sync=StateSync(executor, reopen, interval=1, chunk_limit=1024,
+                                          chain_id=CHAIN))
 
     server = node(tmp_path / "server")
     extra = [{"user": "0x" + f"{n:040x}", "asset": 2, "amount": n + 1} for n in range(1, 60)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ def node(directory: Path) -> tuple[Application, StateSync]:
         return Executor.open(str(directory), checkpoint_interval=1, trusted=trusted)
 
     executor = reopen()
-    sync = StateSync(executor, reopen, interval=3, chunk_limit=MIN_CHUNK_LIMIT)
+    sync = StateSync(executor, reopen, interval=3, chunk_limit=MIN_CHUNK_LIMIT, chain_id=CHAIN)
     return Application(Ledger(executor), None, CHAIN, sync), sync
 
 
@@ -99,7 +101,7 @@ def test_a_node_restores_through_the_abci_calls_and_goes_on_like_the_server(
 
     info = run(joiner, "info", abci.RequestInfo())
     assert (info.last_block_height, info.last_block_app_hash) == (6, hashes[6])
-    assert joiner.executor.chain_id is None or joiner.executor.chain_id == CHAIN
+    assert joiner.executor.chain_id == CHAIN  # written into the restored store
     for height in (7, 8, 9):  # FinalizeBlock h+1 on: the same app hashes as the server
         assert block(joiner, joiner_calls, height) == block(server, server_calls, height)
     states = [json.loads(run(app, "query", abci.RequestQuery(path="/state", data=b"{}")).value)
@@ -114,3 +116,27 @@ def test_a_node_restores_through_the_abci_calls_and_goes_on_like_the_server(
     for calls in (server_calls, joiner_calls):
         calls.close()
         calls.executor.close()
+    # The restored store names its chain: a reopen reads it back, and the node refuses to
+    # serve it as another chain's.
+    with Executor.open(str(tmp_path / "joiner"), read_only=True) as reopened:
+        assert reopened.chain_id == CHAIN and reopened.height == 9
+    refused_start = subprocess.run(
+        [sys.executable, "-m", "block_exec.cli", "node", "--db", str(tmp_path / "joiner"),
+         "--abci", f"unix://{tmp_path / 'abci.sock'}", "--chain-id", "another-chain"],
+        capture_output=True, text=True, timeout=60)
+    assert refused_start.returncode == 1
+    assert f"the store is of chain {CHAIN!r}" in refused_start.stderr
+
+
+def test_a_node_without_a_chain_id_declines_state_sync(tmp_path: Path) -> None:
+    """A snapshot does not hold the chain id: a node that knows none (no --chain-id)
+    ABORTs state sync rather than restore a state it could apply no signed tx to."""
+    executor = Executor.open(str(tmp_path / "joiner"))
+    sync = StateSync(executor, lambda **_: executor)
+    app = Application(Ledger(executor), None, None, sync)
+    answer = run(app, "offer_snapshot", abci.RequestOfferSnapshot(
+        snapshot=abci.Snapshot(height=3, format=1, chunks=1, hash=b"h" * 32, metadata=b""),
+        app_hash=b"a" * 32))
+    assert answer.result == abci.ResponseOfferSnapshot.ABORT
+    assert executor.height == 0
+    executor.close()

@@ -34,7 +34,7 @@ log = logging.getLogger("coreledger.app")
 APP_VERSION = 1
 
 CHECK_CODES = {"malformed": 10, "bad_signature": 11, "wrong_chain": 12, NOT_AUTHORIZED: 6,
-               "bad_nonce": 7, "not_ready": 13}
+               "bad_nonce": 7, "not_initialised": 13}
 """CheckTx codes of a refused tx (0 = accepted into the mempool)."""
 
 
@@ -148,7 +148,7 @@ class Application:
     def _check(self, raw: bytes) -> tuple[Tx, TxAuth]:
         chain_id = self.executor.chain_id or self.chain_id_hint
         if chain_id is None:
-            raise TxRefused("not_ready", "the chain has not been initialised (no InitChain)")
+            raise TxRefused("not_initialised", "the chain has not been initialised (no InitChain)")
         signed, auth = check_signed_tx(raw, chain_id)
         return signed.tx, auth
 

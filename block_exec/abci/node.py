@@ -96,7 +96,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         executor.close()
         raise
     sync = StateSync.for_node(executor, reopen=open_executor, log=log.info,
-                              interval=args.snapshot_interval or 2**64)  # 0: never due
+                              interval=args.snapshot_interval or 2**64,  # 0: never due
+                              chain_id=args.chain_id or executor.chain_id)
     try:
         metrics = Metrics() if metrics_at is not None else None
         if metrics is not None and metrics_at is not None:

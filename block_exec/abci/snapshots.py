@@ -47,6 +47,11 @@ class SnapshotCalls:
         return abci.ResponseLoadSnapshotChunk(chunk=chunk)
 
     def offer_snapshot(self, request: abci.RequestOfferSnapshot) -> abci.ResponseOfferSnapshot:
+        if self.sync.chain_id is None:
+            # a snapshot does not hold the chain id: without it the restored node could
+            # check no signed tx (and would leave every tx of the next block out)
+            self.sync.log("snapshot offer refused: state sync needs the chain id (--chain-id)")
+            return abci.ResponseOfferSnapshot(result=abci.ResponseOfferSnapshot.ABORT)
         offered = request.snapshot
         snapshot = Snapshot(offered.height, offered.format, offered.chunks, offered.hash,
                             offered.metadata)
