@@ -5,6 +5,7 @@ state back at a kept checkpoint (spec/store.md, "Checkpoints", "Pruning", "Recov
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,12 @@ def latest_entries(db: Any) -> list[Entry]:
     """The "latest" copy of the state: the state at the newest checkpoint."""
     items = db.iterator(prefix=K.STATE_LATEST)
     return [(K.state_key_of_latest(key), value) for key, value in items]
+
+
+def iter_latest_entries(db: Any) -> Iterator[Entry]:
+    """The rows of `latest_entries`, one at a time (for readers that work in slices)."""
+    for key, value in db.iterator(prefix=K.STATE_LATEST):
+        yield K.state_key_of_latest(key), value
 
 
 def versioned_entries(db: Any, height: int) -> list[Entry]:

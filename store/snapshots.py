@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 import blake3
 
-from store import keys as K
+from store.checkpoints import iter_latest_entries
 from store.database import Store
 from store.errors import CorruptStore, StoreError
 from store.records import Entry
@@ -65,11 +65,6 @@ def chain_position(store: Store, height: int) -> tuple[int, bytes]:
     if base is not None and base.height == height:
         return base.time, base.block_hash
     raise CorruptStore(f"checkpoint {height}: its block is missing")
-
-
-def _latest_entries(view: Any) -> Iterator[Entry]:
-    for key, value in view.iterator(prefix=K.STATE_LATEST):
-        yield key[1:], value
 
 
 class _Job:
@@ -285,7 +280,7 @@ class SnapshotService:
             height, 0, info.block_hash, info.roots.root, info.entry_count, self.chunk_limit, ()
         )
         return _Job(os.path.join(self.directory, str(height)), template, view,
-                    _latest_entries(view), self.chunk_limit,
+                    iter_latest_entries(view), self.chunk_limit,
                     lambda: chain_position(store, height)[0])
 
     def list(self) -> list[Snapshot]:

@@ -405,6 +405,28 @@ def test_readme_network_section_is_five_commands_the_cli_accepts() -> None:
         build_parser().parse_args(words[1:])  # raises on a usage error
 
 
+def test_readme_state_sync_section_is_commands_the_cli_accepts() -> None:
+    """The commands of README's "Join a node by state sync" (the network test runs the
+    same `testnet join` and `testnet start --node`)."""
+    import re
+    import shlex
+
+    from block_exec.cli import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Join a node by state sync", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^\$ (.*)$", section, re.M)
+    assert [shlex.split(c)[:3] for c in commands] == [
+        ["coreledger", "testnet", "status"], ["coreledger", "testnet", "join"],
+        ["coreledger", "testnet", "start"]]
+    for command in commands:
+        build_parser().parse_args(shlex.split(command)[1:])  # raises on a usage error
+    joined = re.search(r'^\{"node":4,.*\}$', section, re.M)
+    assert joined is not None
+    assert set(json.loads(joined.group(0).replace("…", "x"))) == {
+        "node", "rpc", "node_id", "trust_height", "trust_hash"}  # as `join` prints
+
+
 def test_state_sync_through_the_four_snapshot_calls(tmp_path: Path) -> None:
     """A node with committed blocks serves its snapshot; a fresh node restores it through
     OfferSnapshot/ApplySnapshotChunk and then answers Info and /state as the first does;
