@@ -114,6 +114,7 @@ def join_by_state_sync(net: Any, timeout: float = 120.0) -> dict[str, Any]:
     height, chunks = int(restored.group(1)), int(restored.group(2))
     assert height == expected and chunks >= 10, (height, expected)
     assert f"restored height {height}," in log
+    assert log.count("heap frozen: ") == 2  # once opened (empty), once restored
     corrupt_id = net.manifest["nodes"][CORRUPT_NODE]["node_id"]
     assert re.search(rf"chunk \d+ from {corrupt_id} does not match its hash", log), (
         "validator 1's corrupted chunks were not detected")

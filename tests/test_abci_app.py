@@ -362,6 +362,7 @@ def test_node_process_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err.decode()
     assert b"bad frame" in err and b"Traceback" not in err
+    assert b"heap frozen: " in err  # the opened store's objects, out of the collector's way
     # the store it made checkpoints every 100 blocks, as `run` does
     with Executor.open(str(tmp_path / "db"), read_only=True) as made:
         assert made.checkpoint_interval == 100

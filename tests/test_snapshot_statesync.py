@@ -163,3 +163,18 @@ def test_background_driver_builds_snapshots_between_requests(tmp_path: Path) -> 
     assert asyncio.run(scenario()) == [10, 5]
     server.close()
     server.executor.close()
+
+
+def test_freeze_heap_moves_what_is_alive_out_of_the_collectors_scans() -> None:
+    import gc
+
+    from block_exec.statesync import freeze_heap
+
+    alive = [[n] for n in range(1000)]  # tracked containers
+    try:
+        frozen, seconds = freeze_heap()
+        assert frozen == gc.get_freeze_count() >= len(alive) and seconds >= 0
+        assert not any(obj is alive for obj in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
+    assert any(obj is alive for obj in gc.get_objects(generation=2))

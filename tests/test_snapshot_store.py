@@ -147,12 +147,12 @@ def test_a_snapshot_reads_its_height_while_blocks_commit(chain: Chain, tmp_path:
     source = chain.run(str(tmp_path / "src"), 10, checkpoint_interval=5, keep=1)
     assert source.store is not None
     service = SnapshotService(source.store, interval=5, keep=2, chunk_limit=MIN_CHUNK_LIMIT)
-    service.work(budget=1)  # the set-up slice
-    service.work(budget=1)  # one entry read
+    service.work(max_entries=1)  # the set-up slice
+    service.work(max_entries=1)  # one entry read
     for block in chain.blocks[10:15]:  # checkpoint 15 rewrites the latest copy, prunes 10
         source.apply_block(block)
         service.refresh()
-        service.work(budget=3)
+        service.work(max_entries=3)
     assert source.store.checkpoint_heights() == [15]
     service.finish()
     by_height = {s.height: s for s in service.list()}
@@ -231,3 +231,84 @@ def test_install_needs_an_empty_store(chain: Chain, tmp_path: Path) -> None:
         install_snapshot(source.store, restorer.restored)
     source.close()
     assert compute_roots(restorer.restored.entries).root == chain.roots[10]
+
+
+class FakeClock:
+    """A clock the test drives: each reading advances it by the next of `steps` (ns)."""
+
+    def __init__(self, steps: list[int]) -> None:
+        self.now = 0
+        self.steps = steps
+        self.readings = 0
+
+    def __call__(self) -> int:
+        self.now += self.steps[self.readings % len(self.steps)]
+        self.readings += 1
+        return self.now
+
+
+def test_slices_end_when_their_time_is_spent_and_never_change_the_bytes(
+    chain: Chain, tmp_path: Path
+) -> None:
+    import random
+
+    from store.snapshots import CHECK_EVERY
+
+    expected = chunk_entries(chain.entries[20], MIN_CHUNK_LIMIT)
+    assert len(chain.entries[20]) > 3 * CHECK_EVERY  # several slices of entries
+    served: list[list[bytes]] = []
+    # Budget 1 ns on a clock that ticks 1 ns a reading: every reading ends the slice, so a
+    # slice holds exactly CHECK_EVERY entries (the last one what is left).
+    tick = FakeClock([1])
+    rng = random.Random(16)
+    jittery = FakeClock([rng.randrange(0, 3_000_000) for _ in range(97)])
+    for name, clock, budget in (("tick", tick, 1), ("jitter", jittery, 2_000_000),
+                                ("whole", FakeClock([0]), 1)):
+        source = chain.run(str(tmp_path / name), 20, checkpoint_interval=5, keep=2)
+        assert source.store is not None
+        service = SnapshotService(source.store, interval=20, keep=2,
+                                  chunk_limit=MIN_CHUNK_LIMIT, clock=clock)
+        job = service._jobs[0][1]
+        sizes: list[int] = []
+        while service.work(budget):
+            sizes.append(job.count - sum(sizes))
+        if name == "tick":
+            entries = sizes[1:]  # after the set-up slice
+            assert entries[:-1] == [CHECK_EVERY] * (len(entries) - 1)
+            assert 0 <= entries[-1] <= CHECK_EVERY
+        if name == "whole":  # a clock that never moves: one slice does everything
+            assert sizes == [0]
+        snapshot = service.list()[0]
+        served.append([service.load_chunk(20, 1, i) for i in range(snapshot.chunks)])
+        with open(tmp_path / name / "snapshots" / "20" / "metadata", "rb") as file:
+            served.append([file.read()])
+        service.close()
+        source.close()
+    assert served[0] == expected and served[2] == expected and served[4] == expected
+    assert served[1] == served[3] == served[5]  # the metadata too, byte for byte
+
+
+def test_pruned_snapshot_files_are_deleted_a_few_at_a_time(
+    chain: Chain, tmp_path: Path
+) -> None:
+    source = chain.run(str(tmp_path / "src"), 20, checkpoint_interval=5, keep=4)
+    assert source.store is not None
+    service = SnapshotService(source.store, interval=5, keep=1,
+                              chunk_limit=MIN_CHUNK_LIMIT, clock=FakeClock([1]))
+    service.finish()
+    files = len(os.listdir(tmp_path / "src" / "snapshots" / "20"))
+    assert files > 3
+    for block in chain.blocks[20:25]:
+        source.apply_block(block)
+    service.refresh()
+    while service._jobs:  # snapshot 25 done: 20 is beyond keep
+        service.work(1 << 62)
+    assert service._doomed
+    slices = 0
+    while service._doomed:
+        service.work(1)  # budget 1 ns: one file deleted per slice
+        slices += 1
+    assert slices == files + 1  # each file, then the empty directory
+    assert sorted(os.listdir(tmp_path / "src" / "snapshots")) == ["25"]
+    service.close()
+    source.close()

@@ -50,9 +50,13 @@ class Application:
         metrics: Metrics | None = None,
         chain_id: str | None = None,
         sync: StateSync | None = None,
+        on_restored: Callable[[], None] | None = None,
     ) -> None:
+        """`on_restored` is called once state sync has restored a snapshot (the node
+        freezes the restored heap there)."""
         self.ledger = ledger
         self.sync = sync
+        self.on_restored = on_restored
         # set after each Commit: the snapshot work runs when the node is idle
         self.committed_once = asyncio.Event()
         self.metrics = metrics
@@ -104,6 +108,8 @@ class Application:
         self._mempool_nonces.clear()
         self._last_finalize = None
         log.info("state sync: restored height %d", self.ledger.committed_height)
+        if self.on_restored is not None:
+            self.on_restored()
 
     @property
     def executor(self) -> Any:
