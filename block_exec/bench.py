@@ -326,9 +326,11 @@ def bench_apply_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figu
 
 
 def bench_store_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figure:
-    """The same flow as `coreledger run --blocks` does it: LevelDB store, checkpoints."""
+    """The same flow as `coreledger run --blocks` does it: LevelDB store, checkpoints,
+    the store pipelined to a writer process (timed until `close` has stored it all)."""
     with tempfile.TemporaryDirectory(prefix="coreledger-bench-") as directory:
-        executor = Executor.open(directory, checkpoint_interval=checkpoint_interval)
+        executor = Executor.open(directory, checkpoint_interval=checkpoint_interval,
+                                 pipelined=True)
         txs = 0
         start = time.perf_counter()
         try:

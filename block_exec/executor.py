@@ -11,6 +11,7 @@ writes at the next one.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -20,6 +21,7 @@ from block_exec.decode import decode_cbor_block
 from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
 from block_exec.genesis import Genesis, GenesisError, genesis_balances_state
+from block_exec.pipeline import StoreWriter, WriterFailed, history_sidecar
 from block_exec.signed import TxAuth
 from block_exec.types import Block, BlockResult, Limit, Market
 from block_exec.validate import checked_block_bytes, validate_block
@@ -86,6 +88,10 @@ class Executor:
         self.chain_id: str | None = None  # network mode: set by init_chain
         # A checkpoint height at the head whose checkpoint a read-only open did not write.
         self.missing_checkpoint: int | None = None
+        # Pipelined (`open(pipelined=True)`): the writer process storing the blocks, and
+        # whether the store is handed over to it (then `store` is detached).
+        self._pipelined = False
+        self._writer: StoreWriter | None = None
 
     # -- opening on a store --------------------------------------------------------------
 
@@ -100,8 +106,14 @@ class Executor:
         create: bool = True,
         read_only: bool = False,
         trusted: tuple[Restored, NamespacedCommitment] | None = None,
+        pipelined: bool = False,
     ) -> Executor:
         """Open (or create) the store in `directory` and recover.
+
+        `pipelined=True` (`run`): blocks are stored by a writer process on the other core
+        (`block_exec.pipeline`): `apply_block` returns once the block is handed over,
+        `durable_height` says how far the store has got, `wait_durable`/`flush`/`close`
+        wait for it. Without it (a node's Commit), `apply_block` returns once stored.
 
         `trusted` (state sync): the state of the store's latest checkpoint and its
         commitment, just rebuilt and checked against the trusted root by the caller;
@@ -122,7 +134,11 @@ class Executor:
         """
         store = Store(directory, checkpoint_interval=checkpoint_interval, keep=keep,
                       sync_blocks=sync_blocks, create=create, read_only=read_only)
+        writer = None
         try:
+            if pipelined and not read_only:
+                # Spawned now: it imports while this process recovers.
+                writer = cls._spawn_writer(store)
             built: list[NamespacedCommitment] = []
 
             def compute_roots(entries: Sequence[Entry]) -> Roots:
@@ -177,14 +193,80 @@ class Executor:
                 )
                 executor._unsaved = {}
             executor.store = store
+            executor._pipelined = writer is not None
+            executor._writer = writer
+            writer = None
             return executor
         except BaseException:
+            if writer is not None:
+                writer.abort()
             store.close()
             raise
 
+    @staticmethod
+    def _spawn_writer(store: Store) -> StoreWriter:
+        return StoreWriter(
+            store.directory, store.lock_fd, checkpoint_interval=store.checkpoint_interval,
+            keep=store.keep, sync_blocks=store.sync_blocks, durable=store.head_height,
+        )
+
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+        """Close the store; pipelined, first wait until every applied block is stored
+        (ExecutorBroken if the writer cannot store them: the store then holds a prefix)."""
+        try:
+            self._stop_writer(reattach=False)
+        finally:
+            if self.store is not None:
+                self.store.close()
+
+    # -- the pipelined store -------------------------------------------------------------
+
+    @property
+    def durable_height(self) -> int:
+        """The height up to which every applied block is stored (never waits, never
+        raises). Synchronous stores: `height` (a block is stored before apply returns)."""
+        writer = self._writer
+        if writer is None or not writer.started:
+            return self.height
+        try:
+            return writer.poll()
+        except WriterFailed:
+            return writer.durable
+
+    def wait_durable(self, height: int | None = None) -> None:
+        """Until every block up to `height` (default: all applied) is stored; raises
+        ExecutorBroken if the writer failed (the store then holds a prefix of them)."""
+        writer = self._writer
+        if writer is None or not writer.started:
+            return
+        try:
+            writer.wait(self.height if height is None else height)
+        except WriterFailed as exc:
+            self._broken = str(exc)
+            raise ExecutorBroken(str(exc)) from None
+
+    def flush(self) -> None:
+        """Wait until every applied block is stored and take the store back from the
+        writer, so `store` can be read again; the next block starts a new writer."""
+        self._stop_writer(reattach=True)
+
+    def _stop_writer(self, reattach: bool) -> None:
+        writer = self._writer
+        if writer is None or (reattach and not writer.started):
+            return  # (an idle writer, not handed the store yet, stays for the next block)
+        self._writer = None
+        if self._broken is not None:
+            writer.abort()
+            return
+        try:
+            writer.close()
+        except WriterFailed as exc:
+            self._broken = str(exc)
+            raise ExecutorBroken(str(exc)) from None
+        finally:
+            writer.abort()  # a no-op once closed; never leaves a process behind
+        if reattach and writer.started and self.store is not None:
+            self.store.reattach()
 
     def __enter__(self) -> Executor:
         return self
@@ -209,7 +291,9 @@ class Executor:
         `auth` (network mode, one TxAuth per tx) makes each tx first pass authorization
         and its nonce (spec/signed.md); without it the block applies as a block file.
         With a store, the block, its receipts and its history are written in one batch
-        before this returns (and, at a checkpoint height, the checkpoint with them).
+        before this returns (and, at a checkpoint height, the checkpoint with them);
+        pipelined, they are handed to the writer, stored once `durable_height` reaches
+        the block (`result.receipts_line` is the line the store keeps).
         """
         if self._broken is not None:
             raise ExecutorBroken(self._broken)
@@ -252,6 +336,9 @@ class Executor:
         assert self.store is not None
         root_hex = None if result.state_root is None else result.state_root.hex()
         result.receipts_line = block_receipts_line(block.height, root_hex, result.receipts)
+        if self._pipelined:
+            self._hand_over(block, result, auth)
+            return
         # One pass over txs and receipts (the events of `result.placed()` and a second
         # object per order cost 6% of a stored run).
         placed: list[StoredOrder] = []
@@ -290,6 +377,37 @@ class Executor:
         self.store.append_block(record, checkpoint)
         if checkpoint is not None:
             self._unsaved = {}
+
+    def _hand_over(
+        self, block: Block, result: BlockResult, auth: Sequence[TxAuth] | None
+    ) -> None:
+        """Send the block to the writer: bytes it already has (block, receipts line, auth)
+        and its history events packed as integers (`pipeline.history_sidecar`). Cost:
+        O(orders + fills + cancellations), at a checkpoint O(changes) to pickle them; the
+        rows and their CBOR are the writer's work."""
+        assert self.store is not None and result.receipts_line is not None
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = self._spawn_writer(self.store)
+        if not writer.started:
+            self.store.detach()
+            writer.start()
+        history, users = history_sidecar(block, result)
+        checkpoint = b""
+        if result.state_root is not None:
+            roots = roots_of(self.commitment)
+            checkpoint = pickle.dumps(
+                (sorted(self._unsaved.items()), roots.root, roots.namespaces), protocol=5
+            )
+            self._unsaved = {}
+        writer.send_block(block.height, block.time, result.block_hash, (
+            result.block_bytes,
+            result.receipts_line.encode(),
+            b"" if auth is None else encode_auth(auth),
+            history,
+            users,
+            checkpoint,
+        ))
 
     # -- network mode ------------------------------------------------------------------------
 

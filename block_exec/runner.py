@@ -9,9 +9,11 @@ and decides its own.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -96,8 +98,8 @@ class StopRequests:
 class ReceiptsWriter:
     """A JSON Lines file written one whole line at a time.
 
-    Each line goes out in one unbuffered `write(2)` (looping only on a short write) right
-    after its block is stored, so whatever stops the run (a handled signal, an exception,
+    Each line goes out in one unbuffered `write(2)` (looping only on a short write) once
+    its block is stored (`DurableLines`), so whatever stops the run (a handled signal, an exception,
     a kill between two blocks) leaves the file ending with a complete line: nothing is
     held in a userspace buffer that could be cut in half.
     """
@@ -124,6 +126,40 @@ def simulated_blocks(executor: Executor, count: int) -> Iterator[Block]:
         yield block_from_obj(market.block(height, executor.state), f"simulated block {height}")
 
 
+class DurableLines:
+    """Receipts lines waiting for their block to be durable (a pipelined executor's
+    `durable_height`), written in height order as soon as it is: the file never holds
+    the line of a block the store could lose."""
+
+    def __init__(self, executor: Executor, receipts: ReceiptsWriter | None) -> None:
+        self.executor = executor
+        self.receipts = receipts
+        self.pending: deque[tuple[int, str]] = deque()
+
+    def add(self, height: int, line: str) -> None:
+        if self.receipts is None:
+            return
+        self.pending.append((height, line))
+        self.write(self.executor.durable_height)
+
+    def write(self, durable: int) -> None:
+        pending, receipts = self.pending, self.receipts
+        while pending and pending[0][0] <= durable:
+            assert receipts is not None
+            receipts.write_line(pending.popleft()[1])
+
+    def drain(self) -> None:
+        """Wait until every applied block is durable, then write their lines."""
+        self.executor.wait_durable()
+        self.write(self.executor.height)
+
+    def drain_what_is_durable(self) -> None:
+        """On the way out with an error: the lines of what the store holds, no more."""
+        with contextlib.suppress(CoreledgerError):
+            self.executor.wait_durable()
+        self.write(self.executor.durable_height)
+
+
 def run_blocks(
     executor: Executor,
     blocks: Iterator[Block],
@@ -135,15 +171,38 @@ def run_blocks(
     """Apply `blocks` in order; a block at or below the head must equal the stored one.
 
     Raises Interrupted at the first block boundary after a stop request, and
-    BlockMismatch for a block that differs from the stored one at its height.
+    BlockMismatch for a block that differs from the stored one at its height. With a
+    pipelined executor, a block's receipts line is written once the block is durable;
+    when this returns or raises, every applied block is (or the writer failed).
     """
     assert executor.store is not None
-    store = executor.store
+    lines = DurableLines(executor, receipts)
+    try:
+        totals = _run(executor, blocks, stop, lines, progress)
+        lines.drain()
+    except BaseException:
+        lines.drain_what_is_durable()
+        raise
+    return totals
+
+
+def _run(
+    executor: Executor,
+    blocks: Iterator[Block],
+    stop: StopRequests,
+    lines: DurableLines,
+    progress: Progress | None,
+) -> RunTotals:
     totals = RunTotals()
     for block in blocks:
         if stop.signal_name is not None:
+            lines.drain()
             raise Interrupted(stop.signal_name, executor.height)
         if block.height <= executor.height:
+            executor.flush()  # a pipelined store is read here again
+            lines.drain()
+            store = executor.store
+            assert store is not None
             stored = store.block(block.height)
             given = block_hash(block)
             if stored is None or stored.block_hash != given:
@@ -154,8 +213,8 @@ def run_blocks(
                     height=block.height,
                 )
             totals.skipped += 1
-            if receipts is not None:  # one line a block, applied now or before
-                receipts.write_line(stored.receipts.decode())
+            if lines.receipts is not None:  # one line a block, applied now or before
+                lines.receipts.write_line(stored.receipts.decode())
             continue
         result = executor.apply_block(block)
         totals.blocks += 1
@@ -167,9 +226,8 @@ def run_blocks(
                 totals.rejected += 1
         if result.state_root is not None:
             totals.checkpoints += 1
-        if receipts is not None:  # the line the store has just kept
-            assert result.receipts_line is not None
-            receipts.write_line(result.receipts_line)
+        assert result.receipts_line is not None
+        lines.add(block.height, result.receipts_line)  # once the store has kept it
         if progress is not None:
             progress.update(1)
     return totals

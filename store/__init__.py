@@ -19,6 +19,7 @@ from store.errors import (
 )
 from store.records import (
     BlockRecord,
+    Canceled,
     Change,
     Checkpoint,
     CheckpointInfo,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_KEEP",
     "BlockConflict",
     "BlockRecord",
+    "Canceled",
     "Change",
     "Checkpoint",
     "CheckpointInfo",

@@ -24,7 +24,7 @@ from state_machine.types import (
     Tif,
 )
 from store.errors import CorruptStore
-from store.records import CheckpointInfo, OrderPlaced, Roots, StoreBase, StoredBlock
+from store.records import Canceled, CheckpointInfo, OrderPlaced, Roots, StoreBase, StoredBlock
 
 TOMBSTONE = b"\x00"
 PRESENT = b"\x01"
@@ -275,7 +275,7 @@ def decode_fill_size(order_id: int, value: bytes) -> int:
     return int.from_bytes(value, "big")
 
 
-def encode_cancel(cancellation: Cancellation, height: int) -> bytes:
+def encode_cancel(cancellation: Cancellation | Canceled, height: int) -> bytes:
     return _framed(
         b"\x83"
         + _SMALL_UINT[cancellation.reason]

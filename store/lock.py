@@ -22,16 +22,26 @@ _open_paths: set[str] = set()
 class DirectoryLock:
     __slots__ = ("fd", "held", "path")
 
-    def __init__(self, directory: str, *, create_file: bool = True) -> None:
+    def __init__(
+        self, directory: str, *, create_file: bool = True, inherited_fd: int | None = None
+    ) -> None:
         """Take the directory. With `create_file=False` (a reader) a missing lock file is
-        not created: then only LevelDB's own lock guards against other processes."""
+        not created: then only LevelDB's own lock guards against other processes.
+
+        `inherited_fd`: the lock file's descriptor, already locked by the parent process
+        that passed it (the store writer process of a pipelined executor): `flock` is held
+        by the open file, shared by both, so the directory stays taken while either lives.
+        """
         path = os.path.realpath(directory)
         with _registry_guard:
             if path in _open_paths:
                 raise StoreLocked(f"{directory}: already open in this process")
             flags = os.O_RDWR | (os.O_CREAT if create_file else 0)
             try:
-                fd = os.open(os.path.join(path, LOCK_FILE), flags, 0o644)
+                if inherited_fd is not None:
+                    fd = inherited_fd
+                else:
+                    fd = os.open(os.path.join(path, LOCK_FILE), flags, 0o644)
             except FileNotFoundError:
                 if create_file:
                     raise StoreError(f"{directory}: cannot create lock file") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from state_machine import Cancellation, Fill
 from state_machine.types import (
@@ -41,6 +42,15 @@ class OrderPlaced:
     size: int
 
 
+class Canceled(NamedTuple):
+    """What history keeps of a cancellation (row `23`), all a pipelined writer is sent;
+    a `state_machine.Cancellation` has the same three fields."""
+
+    order_id: int
+    reason: CancelReason
+    size: int  # what was left unfilled
+
+
 @dataclass(frozen=True, slots=True)
 class BlockRecord:
     """One applied block: opaque bytes for replay plus its history events in tx order."""
@@ -52,7 +62,7 @@ class BlockRecord:
     receipts: bytes
     placed: Sequence[OrderPlaced]
     fills: Sequence[Fill]
-    cancellations: Sequence[Cancellation]
+    cancellations: Sequence[Cancellation | Canceled]
     auth: bytes = b""  # network mode: who signed each tx (opaque here; empty otherwise)
 
 

@@ -59,6 +59,7 @@ def handle(args: argparse.Namespace) -> int:
             checkpoint_interval=args.checkpoint_interval,
             keep=args.keep,
             sync_blocks=args.sync_blocks,
+            pipelined=True,  # the store on the other core; receipts lines once durable
         )
         started = time.perf_counter()
         receipts: ReceiptsWriter | None = None

@@ -1,0 +1,264 @@
+"""The pipelined store (`Executor.open(pipelined=True)`, what `run` uses): a writer
+process stores the applied blocks. Its rows must be the synchronous path's byte for byte
+(that path is pinned by tests/test_golden.py), its durable height must never run ahead
+of the store, a kill -9 at any moment must recover, and a writer that dies must surface
+as one line, never a hang."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from block_exec import Executor, block_from_obj
+from block_exec.executor import ExecutorBroken
+from block_exec.pipeline import history_sidecar
+from block_exec.simulate import MarketConfig, SimulatedMarket
+from block_exec.store_writer import decode_block
+from block_exec.types import Block, Limit, Market, Tx
+from state_machine import Fill, OrderType
+from store import BlockRecord, Store, StoreError
+from store.leveldb import DB
+from store.roots import compute_roots
+
+REPO = Path(__file__).resolve().parent.parent
+BLOCKS = 120
+
+
+def simulated(count: int) -> list[Block]:
+    market = SimulatedMarket(MarketConfig(blocks=count))
+    executor = Executor()
+    blocks = []
+    for height in range(1, count + 1):
+        block = block_from_obj(market.block(height, executor.state), f"block {height}")
+        executor.apply_block(block)
+        blocks.append(block)
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def blocks() -> list[Block]:
+    return simulated(BLOCKS)
+
+
+def all_rows(directory: Path) -> list[tuple[bytes, bytes]]:
+    db = DB(str(directory / "leveldb"))
+    try:
+        return list(db.iterator())
+    finally:
+        db.close()
+
+
+def run(directory: Path, blocks: list[Block], pipelined: bool) -> Executor:
+    executor = Executor.open(str(directory), checkpoint_interval=10, keep=3,
+                             pipelined=pipelined)
+    try:
+        for block in blocks:
+            executor.apply_block(block)
+    finally:
+        executor.close()
+    return executor
+
+
+def test_pipelined_rows_are_the_synchronous_rows(tmp_path: Path, blocks: list[Block]) -> None:
+    run(tmp_path / "sync", blocks, pipelined=False)
+    run(tmp_path / "pipe", blocks, pipelined=True)
+    sync_rows = all_rows(tmp_path / "sync")
+    # Blocks, history (fills, orders, cancellations, indexes), checkpoints, pruning.
+    assert {key[:1] for key, _ in sync_rows} >= {bytes([t]) for t in (0, 1, 0x10, 0x11, 0x12,
+                                                                      0x13, 0x20, 0x21,
+                                                                      0x22, 0x23, 0x24, 0x25)}
+    assert all_rows(tmp_path / "pipe") == sync_rows
+
+
+def test_sidecar_round_trip_is_the_blocks_record(blocks: list[Block]) -> None:
+    """The writer's record of a block (from the sidecar) equals the one `_persist`
+    builds from the core's objects, for every block of the flow."""
+    executor = Executor()
+    seen_market = seen_cancel = False
+    for block in blocks:
+        result = executor.apply_block(block)
+        history, users = history_sidecar(block, result)
+        frame = b"B" + _head(block, result, history, users) + result.block_bytes + history + users
+        record, checkpoint = decode_block(frame)
+        assert checkpoint is None
+        want_fills: list[Fill] = [f for r in result.receipts for f in r.fills]
+        want_cancels = [(c.order_id, c.reason, c.size)
+                        for r in result.receipts for c in r.cancellations]
+        assert list(record.fills) == want_fills
+        assert [tuple(c) for c in record.cancellations] == want_cancels
+        placed = [(p.order_id, p.user, p.asset, p.side, p.order_type, p.tif, p.price, p.size)
+                  for p in record.placed]
+        want = [_expected_order(r.order_id, tx)
+                for tx, r in zip(block.txs, result.receipts, strict=True)
+                if r.order_id is not None]
+        assert placed == want
+        seen_market |= any(p.price is None for p in record.placed)
+        seen_cancel |= bool(want_cancels)
+        assert isinstance(record, BlockRecord) and record.block_bytes == result.block_bytes
+    assert seen_market and seen_cancel
+
+
+def _expected_order(order_id: int, tx: Tx) -> tuple[object, ...]:
+    if isinstance(tx, Limit):
+        return (order_id, tx.user, tx.asset, tx.side, OrderType.LIMIT, tx.tif, tx.price,
+                tx.size)
+    assert isinstance(tx, Market)
+    return (order_id, tx.user, tx.asset, tx.side, OrderType.MARKET, None, None, tx.size)
+
+
+def _head(block: Block, result: object, history: bytes, users: bytes) -> bytes:
+    from block_exec.pipeline import BLOCK_HEAD
+
+    block_bytes = result.block_bytes  # type: ignore[attr-defined]
+    return BLOCK_HEAD.pack(block.height, block.time, result.block_hash,  # type: ignore[attr-defined]
+                           len(block_bytes), 0, 0, len(history), len(users), 0)
+
+
+def test_durable_height_and_flush(tmp_path: Path, blocks: list[Block]) -> None:
+    executor = Executor.open(str(tmp_path / "db"), checkpoint_interval=10, pipelined=True)
+    try:
+        for block in blocks[:25]:
+            executor.apply_block(block)
+            assert executor.durable_height <= executor.height
+        executor.wait_durable()
+        assert executor.durable_height == executor.height == 25
+        executor.flush()  # the store is this process's again: readable
+        assert executor.store is not None and executor.store.head_height == 25
+        assert executor.store.block(25) is not None
+        for block in blocks[25:40]:  # and a new writer takes the next blocks
+            executor.apply_block(block)
+    finally:
+        executor.close()
+    with Store(str(tmp_path / "db")) as store:
+        assert store.head_height == 40
+        store.verify_all(compute_roots)
+
+
+def _writer_pid(executor: Executor) -> int:
+    writer = executor._writer
+    assert writer is not None
+    return writer._proc.pid
+
+
+def test_killed_writer_is_one_line_not_a_hang(tmp_path: Path, blocks: list[Block]) -> None:
+    directory = tmp_path / "db"
+    executor = Executor.open(str(directory), checkpoint_interval=10, pipelined=True)
+    for block in blocks[:30]:
+        executor.apply_block(block)
+    executor.wait_durable()
+    os.kill(_writer_pid(executor), signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        for block in blocks[30:]:
+            executor.apply_block(block)
+        executor.wait_durable()
+    assert time.monotonic() - started < 30
+    message = str(caught.value)
+    assert "\n" not in message and "store writer" in message, message
+    with pytest.raises(ExecutorBroken):
+        executor.apply_block(blocks[-1])
+    executor.close()
+    # The store holds a prefix of the blocks handed over, each whole: it recovers.
+    with Executor.open(str(directory)) as reopened:
+        assert 30 <= reopened.height <= BLOCKS
+        assert reopened.store is not None
+        reopened.store.verify_all(compute_roots)
+        for block in blocks[reopened.height:]:
+            reopened.apply_block(block)
+        final = reopened.state_root
+    reference = Executor(checkpoint_interval=10)
+    for block in blocks:
+        reference.apply_block(block)
+    assert final == reference.state_root
+
+
+def test_failing_writer_reports_its_error(tmp_path: Path, blocks: list[Block]) -> None:
+    """A store error inside the writer (here: a gap it is made to see) comes back as
+    the writer's own one-line message."""
+    directory = tmp_path / "db"
+    executor = Executor.open(str(directory), checkpoint_interval=10, pipelined=True)
+    executor.apply_block(blocks[0])
+    executor.wait_durable()
+    writer = executor._writer
+    assert writer is not None
+    send = writer.send_block
+    writer.send_block = lambda height, *rest: send(height + 5, *rest)  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match=r"store writer: block 7 leaves a gap: the head is 1"):
+        for block in blocks[1:]:
+            executor.apply_block(block)
+        executor.wait_durable()
+    executor.close()
+    with Store(str(directory)) as store:
+        assert store.head_height == 1
+
+
+def child_main(directory: str, count: int) -> None:
+    """Apply the flow pipelined, printing each durable height as it advances."""
+    blocks = simulated(count)
+    executor = Executor.open(directory, checkpoint_interval=10, keep=3, pipelined=True)
+    reported = executor.durable_height
+    for block in blocks[executor.height:]:
+        executor.apply_block(block)
+        durable = executor.durable_height
+        if durable > reported:
+            sys.stdout.write(f"{durable}\n")
+            sys.stdout.flush()
+            reported = durable
+    executor.close()
+    sys.stdout.write(f"{count}\n")
+
+
+def _open_when_free(directory: Path) -> Store:
+    """The store, once the killed run's writer has gone (it dies with its parent)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return Store(str(directory))
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_kill_9_of_a_pipelined_run(tmp_path: Path) -> None:
+    directory = tmp_path / "db"
+    command = [sys.executable, __file__, "child", str(directory), str(BLOCKS)]
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(30):
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=REPO)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the first durable block: the run is under way
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode in (0, -signal.SIGKILL), err.decode()
+        lines = (first + out).decode().split()
+        durable = int(lines[-1]) if lines else 0
+        with _open_when_free(directory) as store:
+            # Never less than what was reported durable.
+            assert durable <= store.head_height
+            store.verify_all(compute_roots)
+        if proc.returncode == 0:
+            break
+    assert kills >= 2
+    reference = Executor(checkpoint_interval=10)
+    for block in simulated(BLOCKS):
+        reference.apply_block(block)
+    with Executor.open(str(directory)) as executor:
+        assert executor.height == BLOCKS
+        assert executor.state_root == reference.state_root
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "child":
+    child_main(sys.argv[2], int(sys.argv[3]))
