@@ -35,6 +35,7 @@ from array import array
 
 from block_exec.types import Block, BlockResult, Limit
 from store import StoreError
+from store.records import MARKET_TIF
 
 WINDOW = 64  # blocks handed over and not yet durable, at most
 FRAME_HEAD = struct.Struct("=I")
@@ -46,17 +47,10 @@ PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: a megabyte of blocks in flight, if the syst
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
-MARKET_TIF = 255  # in a sidecar order: a market order (no tif, no price)
-
-
 def history_sidecar(block: Block, result: BlockResult) -> tuple[bytes, bytes]:
-    """A block's history events as `u64` integers, and the users they name (42 ASCII
-    bytes each), for the writer to build the block's history rows from.
+    """A block's history events as `u64` integers and the users they name (ASCII), the
+    layout of `store.PackedHistory`, for the writer to build the history rows from.
 
-    Integers: the counts of orders, fills and cancellations, then per order `order_id,
-    asset, side, tif (MARKET_TIF: market), price (0: market), size`, per fill `asset,
-    maker_order_id, taker_order_id, price, size, taker_side`, per cancellation
-    `order_id, reason, size`. Users: per order its user, per fill maker then taker.
     Cheaper here than decoding the block's CBOR there (cbor2 took 0.4 ms a block).
     Cost: O(txs + fills + cancellations), a few tuple extends each.
     """

@@ -21,14 +21,8 @@ import sys
 from array import array
 from collections.abc import Sequence
 
-from block_exec.pipeline import BLOCK_HEAD, MARKET_TIF, U64, FrameReader, frame, write_all
-from state_machine import Fill, OrderType
-from state_machine.types import CancelReason, Side, Tif
-from store import BlockRecord, Canceled, Checkpoint, OrderPlaced, Roots, Store
-
-_SIDES = tuple(Side)
-_TIFS = tuple(Tif)
-_REASONS = tuple(CancelReason)
+from block_exec.pipeline import BLOCK_HEAD, U64, FrameReader, frame, write_all
+from store import BlockRecord, Checkpoint, PackedHistory, Roots, Store
 
 
 def _die_with_parent() -> None:
@@ -45,9 +39,8 @@ def _die_with_parent() -> None:
 def decode_block(payload: bytes) -> tuple[BlockRecord, Checkpoint | None]:
     """One `B` frame -> the record `Executor._persist` would build, and the checkpoint.
 
-    The history comes as the executor's integers (`pipeline.history_sidecar`); the rows
-    are then `Store.append_blocks`'s own, so they are byte for byte the synchronous
-    path's. Cost: O(orders + fills + cancellations).
+    The history comes as the executor's integers (`store.PackedHistory`), which the
+    store turns into the same rows as the synchronous path's objects. Cost: O(bytes).
     """
     height, time, block_hash, *lengths = BLOCK_HEAD.unpack_from(payload, 1)
     offset = 1 + BLOCK_HEAD.size
@@ -55,37 +48,10 @@ def decode_block(payload: bytes) -> tuple[BlockRecord, Checkpoint | None]:
     for length in lengths:
         parts.append(payload[offset : offset + length])
         offset += length
-    block_bytes, receipts, auth, history, users_raw, checkpoint_bytes = parts
-    numbers = array("Q", history)
-    users = users_raw.decode()
-    n_orders, n_fills, n_cancels = numbers[0], numbers[1], numbers[2]
-    at = 3
-    placed: list[OrderPlaced] = []
-    for i in range(n_orders):
-        order_id, asset, side, tif, price, size = numbers[at : at + 6]
-        at += 6
-        user = users[42 * i : 42 * i + 42]
-        if tif == MARKET_TIF:
-            placed.append(OrderPlaced(order_id, user, asset, _SIDES[side], OrderType.MARKET,
-                                      None, None, size))
-        else:
-            placed.append(OrderPlaced(order_id, user, asset, _SIDES[side], OrderType.LIMIT,
-                                      _TIFS[tif], price, size))
-    fills: list[Fill] = []
-    u = 42 * n_orders
-    for _ in range(n_fills):
-        asset, maker_id, taker_id, price, size, side = numbers[at : at + 6]
-        at += 6
-        fills.append(Fill(asset, maker_id, taker_id, users[u : u + 42], users[u + 42 : u + 84],
-                          price, size, _SIDES[side]))
-        u += 84
-    cancellations: list[Canceled] = []
-    for _ in range(n_cancels):
-        order_id, reason, size = numbers[at : at + 3]
-        at += 3
-        cancellations.append(Canceled(order_id, _REASONS[reason], size))
-    record = BlockRecord(height, time, block_hash, block_bytes, receipts, placed, fills,
-                         cancellations, auth)
+    block_bytes, receipts, auth, history, users, checkpoint_bytes = parts
+    packed = PackedHistory(array("Q", history), users.decode())
+    record = BlockRecord(height, time, block_hash, block_bytes, receipts, (), (), (), auth,
+                         packed)
     checkpoint = None
     if checkpoint_bytes:
         changes, root, namespaces = pickle.loads(checkpoint_bytes)

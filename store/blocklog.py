@@ -4,13 +4,14 @@ new head) and the chained reading of stored blocks (spec/store.md, "Blocks", "Hi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from state_machine import OrderType
 from store import codec
 from store import keys as K
-from store.errors import CorruptStore
-from store.records import BlockRecord, StoredBlock
+from store.errors import CorruptStore, StoreError
+from store.records import MARKET_TIF, BlockRecord, PackedHistory, StoredBlock
 
 Row = tuple[bytes, bytes]
 
@@ -46,6 +47,10 @@ def block_rows(record: BlockRecord, prev_hash: bytes, next_fill_seq: int) -> tup
         )
     ]
     add = rows.append
+    if record.history is not None:
+        seq = _packed_history_rows(height, record.history, add, next_fill_seq)
+        add((K.HEAD_KEY, codec.encode_head(height, record.block_hash, seq)))
+        return rows, seq
     for placed in record.placed:
         order_id = placed.order_id
         K.check_u64("order id", order_id, 1)
@@ -67,6 +72,64 @@ def block_rows(record: BlockRecord, prev_hash: bytes, next_fill_seq: int) -> tup
         add((K.cancel_key(cancellation.order_id), codec.encode_cancel(cancellation, height)))
     add((K.HEAD_KEY, codec.encode_head(height, record.block_hash, seq)))
     return rows, seq
+
+
+def _packed_history_rows(
+    height: int, history: PackedHistory, add: Callable[[Row], None], seq: int
+) -> int:
+    """The history rows of a PackedHistory, in `block_rows`'s order and bytes; returns
+    the next fill sequence number. The pipelined writer's hot path: no event objects,
+    one address decoding per user and block, the height's CBOR once.
+    Cost: O(orders + fills + cancellations)."""
+    numbers, users = history.numbers, history.users
+    n_orders, n_fills, n_cancels = numbers[0], numbers[1], numbers[2]
+    if len(numbers) != 3 + 6 * (n_orders + n_fills) + 3 * n_cancels or len(users) != 42 * (
+        n_orders + 2 * n_fills
+    ):
+        raise StoreError(f"block {height}: malformed packed history")
+    user_raw: dict[str, bytes] = {}
+    for i in range(0, len(users), 42):
+        user = users[i : i + 42]
+        if user not in user_raw:
+            user_raw[user] = codec.user_bytes(user)
+    at_height = codec.uint_head(height)
+    null, small = codec.NULL, codec.SMALL_UINT
+    at = 3
+    for i in range(n_orders):
+        order_id, asset, side, tif, price, size = numbers[at : at + 6]
+        at += 6
+        K.check_u64("order id", order_id, 1)
+        owner = user_raw[users[42 * i : 42 * i + 42]]
+        if tif == MARKET_TIF:
+            value = codec.order_value(owner, asset, side, OrderType.MARKET, null, null, size,
+                                      at_height)
+        else:
+            value = codec.order_value(owner, asset, side, OrderType.LIMIT, small[tif],
+                                      codec.uint_head(price), size, at_height)
+        oid = order_id.to_bytes(8, "big")
+        add((K.ORDER + oid, value))
+        add((K.USER_ORDER + owner + oid, b""))
+    u = 42 * n_orders
+    for _ in range(n_fills):
+        asset, maker_id, taker_id, price, size, side = numbers[at : at + 6]
+        at += 6
+        maker = user_raw[users[u : u + 42]]
+        taker = user_raw[users[u + 42 : u + 84]]
+        u += 84
+        s = seq.to_bytes(8, "big")
+        fill_size = codec.encode_fill_size(size)
+        add((K.FILL + s, codec.fill_value(asset, maker_id, taker_id, maker, taker, price, size,
+                                          side, at_height)))
+        add((K.ORDER_FILL + maker_id.to_bytes(8, "big") + s, fill_size))
+        add((K.ORDER_FILL + taker_id.to_bytes(8, "big") + s, fill_size))
+        add((K.USER_FILL + maker + s, b""))
+        add((K.USER_FILL + taker + s, b""))
+        seq += 1
+    for _ in range(n_cancels):
+        order_id, reason, size = numbers[at : at + 3]
+        at += 3
+        add((K.CANCEL + order_id.to_bytes(8, "big"), codec.cancel_value(reason, size, at_height)))
+    return seq
 
 
 def read_block(db: Any, height: int) -> StoredBlock:

@@ -181,20 +181,36 @@ def decode_block(height: int, value: bytes | None) -> StoredBlock:
 
 def encode_order(placed: OrderPlaced, height: int, user: bytes | None = None) -> bytes:
     """F[user, asset, side, type, tif, price, size, height]; `user` its 20 bytes if known."""
-    tif = placed.tif
-    price = placed.price
+    return order_value(
+        user_bytes(placed.user) if user is None else user,
+        placed.asset,
+        placed.side,
+        placed.order_type,
+        _NULL if placed.tif is None else _SMALL_UINT[placed.tif],
+        _NULL if placed.price is None else _uint(placed.price),
+        placed.size,
+        _uint(height),
+    )
+
+
+def order_value(
+    user: bytes, asset: int, side: int, order_type: int, tif: bytes, price: bytes, size: int,
+    height: bytes,
+) -> bytes:
+    """The order row from its fields, `tif`, `price` and `height` already CBOR (the
+    writer's packed path shares it with `encode_order`)."""
     return _framed(
         b"".join(
             (
                 b"\x88" + _ADDRESS_HEAD,
-                user_bytes(placed.user) if user is None else user,
-                _uint(placed.asset),
-                _SMALL_UINT[placed.side],
-                _SMALL_UINT[placed.order_type],
-                _NULL if tif is None else _SMALL_UINT[tif],
-                _NULL if price is None else _uint(price),
-                _uint(placed.size),
-                _uint(height),
+                user,
+                _uint(asset),
+                _SMALL_UINT[side],
+                _SMALL_UINT[order_type],
+                tif,
+                price,
+                _uint(size),
+                height,
             )
         )
     )
@@ -229,21 +245,39 @@ def encode_fill(
 ) -> bytes:
     """F[asset, maker_order_id, taker_order_id, maker, taker, price, size, taker_side,
     height]; `maker`, `taker` the addresses' 20 bytes if known."""
+    return fill_value(
+        fill.asset,
+        fill.maker_order_id,
+        fill.taker_order_id,
+        user_bytes(fill.maker) if maker is None else maker,
+        user_bytes(fill.taker) if taker is None else taker,
+        fill.price,
+        fill.size,
+        fill.taker_side,
+        _uint(height),
+    )
+
+
+def fill_value(
+    asset: int, maker_order_id: int, taker_order_id: int, maker: bytes, taker: bytes,
+    price: int, size: int, taker_side: int, height: bytes,
+) -> bytes:
+    """The fill row from its fields, `height` already CBOR (shared with `encode_fill`)."""
     return _framed(
         b"".join(
             (
                 b"\x89",
-                _uint(fill.asset),
-                _uint(fill.maker_order_id),
-                _uint(fill.taker_order_id),
+                _uint(asset),
+                _uint(maker_order_id),
+                _uint(taker_order_id),
                 _ADDRESS_HEAD,
-                user_bytes(fill.maker) if maker is None else maker,
+                maker,
                 _ADDRESS_HEAD,
-                user_bytes(fill.taker) if taker is None else taker,
-                _uint(fill.price),
-                _uint(fill.size),
-                _SMALL_UINT[fill.taker_side],
-                _uint(height),
+                taker,
+                _uint(price),
+                _uint(size),
+                _SMALL_UINT[taker_side],
+                height,
             )
         )
     )
@@ -276,12 +310,21 @@ def decode_fill_size(order_id: int, value: bytes) -> int:
 
 
 def encode_cancel(cancellation: Cancellation | Canceled, height: int) -> bytes:
-    return _framed(
-        b"\x83"
-        + _SMALL_UINT[cancellation.reason]
-        + _uint(cancellation.size)
-        + _uint(height)
-    )
+    return cancel_value(cancellation.reason, cancellation.size, _uint(height))
+
+
+def cancel_value(reason: int, size: int, height: bytes) -> bytes:
+    """The cancellation row, `height` already CBOR (shared with `encode_cancel`)."""
+    return _framed(b"\x83" + _SMALL_UINT[reason] + _uint(size) + height)
+
+
+def uint_head(n: int) -> bytes:
+    """The CBOR of 0 <= n <= 2^64-1, as the row encoders write it."""
+    return _uint(n)
+
+
+NULL = _NULL
+SMALL_UINT = _SMALL_UINT
 
 
 def decode_cancel(order_id: int, value: bytes | None) -> tuple[CancelReason, int, int]:

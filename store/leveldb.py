@@ -4,9 +4,10 @@ plyvel 1.5.1 (its last release) ships wheels for CPython up to 3.12 only and doe
 without LevelDB's headers; plyvel-next, a maintained fork, ships them for 3.12 to 3.14 under
 the module name `plyvel_next` with the same API. pyproject.toml picks one by environment
 marker; this module imports whichever is installed (plyvel first). The store uses only:
-`DB(path, create_if_missing=..., write_buffer_size=...)`, `get`, `put`, `delete`, `iterator(prefix=, start=,
-stop=, include_key=, include_value=)` with `seek` and `close`, `write_batch(transaction=True,
-sync=...)`, `compact_range()`, `close()`, and the exceptions `Error` and `CorruptionError`
+`DB(path, create_if_missing=..., write_buffer_size=...)`, `get`, `put`, `delete`,
+`iterator(prefix=, start=, stop=, include_key=, include_value=)` with `seek` and `close`,
+`write_batch(transaction=True, sync=...)`, `compact_range()`, `close()`, and the
+exceptions `Error` and `CorruptionError`
 (tests/test_leveldb_binding.py pins that behaviour for each binding).
 """
 
