@@ -106,9 +106,8 @@ def _packed_history_rows(
         else:
             value = codec.order_value(owner, asset, side, OrderType.LIMIT, small[tif],
                                       codec.uint_head(price), size, at_height)
-        oid = order_id.to_bytes(8, "big")
-        add((K.ORDER + oid, value))
-        add((K.USER_ORDER + owner + oid, b""))
+        add((K.order_key(order_id), value))
+        add((K.user_order_key(owner, order_id), b""))
     u = 42 * n_orders
     for _ in range(n_fills):
         asset, maker_id, taker_id, price, size, side = numbers[at : at + 6]
@@ -116,19 +115,18 @@ def _packed_history_rows(
         maker = user_raw[users[u : u + 42]]
         taker = user_raw[users[u + 42 : u + 84]]
         u += 84
-        s = seq.to_bytes(8, "big")
         fill_size = codec.encode_fill_size(size)
-        add((K.FILL + s, codec.fill_value(asset, maker_id, taker_id, maker, taker, price, size,
-                                          side, at_height)))
-        add((K.ORDER_FILL + maker_id.to_bytes(8, "big") + s, fill_size))
-        add((K.ORDER_FILL + taker_id.to_bytes(8, "big") + s, fill_size))
-        add((K.USER_FILL + maker + s, b""))
-        add((K.USER_FILL + taker + s, b""))
+        add((K.fill_key(seq), codec.fill_value(asset, maker_id, taker_id, maker, taker, price,
+                                               size, side, at_height)))
+        add((K.order_fill_key(maker_id, seq), fill_size))
+        add((K.order_fill_key(taker_id, seq), fill_size))
+        add((K.user_fill_key(maker, seq), b""))
+        add((K.user_fill_key(taker, seq), b""))
         seq += 1
     for _ in range(n_cancels):
         order_id, reason, size = numbers[at : at + 3]
         at += 3
-        add((K.CANCEL + order_id.to_bytes(8, "big"), codec.cancel_value(reason, size, at_height)))
+        add((K.cancel_key(order_id), codec.cancel_value(reason, size, at_height)))
     return seq
 
 
