@@ -193,6 +193,10 @@ class Executor:
                 )
                 executor._unsaved = {}
             executor.store = store
+            if writer is not None:
+                # Open returns a ready executor: a writer that cannot start fails here,
+                # and its start-up is not paid by the first blocks.
+                writer.wait_ready()
             executor._pipelined = writer is not None
             executor._writer = writer
             writer = None

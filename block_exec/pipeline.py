@@ -14,8 +14,8 @@ Wire: in both directions, frames `u32 length ‖ payload` (native byte order: bo
 are on this machine) over two pipes.
 - executor -> writer: `O` (the store is detached: open it), `B` + BLOCK_HEAD + the bytes
   (one block, and at a checkpoint height its checkpoint, pickled), `Q` (close).
-- writer -> executor: `D` + u64 (every block up to that height is durable), `E` + a
-  one-line error (the writer stops), `X` (closed cleanly).
+- writer -> executor: `R` (started: its imports are done), `D` + u64 (every block up to
+  that height is durable), `E` + a one-line error (the writer stops), `X` (closed).
 
 Flow control: at most WINDOW blocks are handed over and not yet durable; the pipe itself
 holds a few more only when that many are small. A writer that dies (killed, or failing)
@@ -159,6 +159,7 @@ class StoreWriter:
     ) -> None:
         self.durable = durable  # the highest height known durable
         self.sent = durable  # the highest height handed over
+        self.ready = False  # the process has started (`R`)
         self.started = False
         self.closed = False
         self.error: str | None = None
@@ -197,6 +198,12 @@ class StoreWriter:
             self._fail_from_acks("exited")
         except OSError as exc:
             self._fail(f"store writer: cannot send ({exc.strerror})")
+
+    def wait_ready(self) -> None:
+        """Until the process has started (interpreter and imports, ~0.3 s on this machine,
+        overlapping the executor's recovery); WriterFailed if it cannot."""
+        while not self.ready:
+            self._read_acks(block=True)
 
     def start(self) -> None:
         """The executor has detached the store: the writer may open it now."""
@@ -250,6 +257,8 @@ class StoreWriter:
                 self._fail(payload[1:].decode("utf-8", "replace"))
             elif kind == b"X":
                 closed = True
+            elif kind == b"R":
+                self.ready = True
         if acks.eof and not closed:
             self._fail_from_acks("exited")
         return closed

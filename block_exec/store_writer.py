@@ -77,6 +77,7 @@ def store_frames(store: Store, payloads: Sequence[bytes]) -> int:
 def serve(commands: FrameReader, ack_fd: int, open_store: type[Store], argv: list[str]) -> None:
     directory, interval, keep, sync = argv[3], int(argv[4]), int(argv[5]), argv[6] == "1"
     store: Store | None = None
+    write_all(ack_fd, frame([b"R"]))  # imported: ready for the store
     try:
         while True:
             if not commands.fill():
