@@ -4,13 +4,13 @@ new head) and the chained reading of stored blocks (spec/store.md, "Blocks", "Hi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from state_machine import OrderType
 from store import codec
 from store import keys as K
-from store.errors import CorruptStore, StoreError
+from store.errors import BlockConflict, CorruptStore, StoreError
 from store.records import MARKET_TIF, BlockRecord, PackedHistory, StoredBlock
 
 Row = tuple[bytes, bytes]
@@ -72,6 +72,22 @@ def block_rows(record: BlockRecord, prev_hash: bytes, next_fill_seq: int) -> tup
         add((K.cancel_key(cancellation.order_id), codec.encode_cancel(cancellation, height)))
     add((K.HEAD_KEY, codec.encode_head(height, record.block_hash, seq)))
     return rows, seq
+
+
+def blocks_rows(
+    records: Sequence[BlockRecord], head: int, head_hash: bytes, next_fill_seq: int
+) -> tuple[list[Row], int, bytes, int]:
+    """The rows of consecutive blocks above `head` (one batch), and the new head height,
+    hash and next fill sequence number; BlockConflict for a gap."""
+    rows: list[Row] = []
+    for record in records:
+        if record.height != head + 1:
+            raise BlockConflict(f"block {record.height} leaves a gap: the head is {head}")
+        K.check_u64("time", record.time)
+        block_rows_, next_fill_seq = block_rows(record, head_hash, next_fill_seq)
+        rows += block_rows_
+        head, head_hash = record.height, record.block_hash
+    return rows, head, head_hash, next_fill_seq
 
 
 def _packed_history_rows(

@@ -5,7 +5,8 @@ Per block, one atomic batch: the block, its receipts, its history rows and the h
 entries that changed since the previous checkpoint (as new versions, plus a "latest" copy),
 the roots and the checkpoint's metadata; then, in a batch of its own, pruning of checkpoints
 beyond `keep` (`store.checkpoints`). History queries are `store.history`, the checks of
-`verify` are `store.audit`. This module opens the database and keeps the head.
+`verify` are `store.audit`, the meta rows `store.meta`. This module opens the database
+and keeps the head. (Pipelined, several blocks share one batch: `append_blocks`.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from state_machine import CoreError, CoreStateMachine, normalize_address
-from store import audit, blocklog, checkpoints, codec, history, leveldb
+from store import audit, blocklog, checkpoints, codec, history, leveldb, meta
 from store import keys as K
 from store.checkpoints import Restored
 from store.errors import BlockConflict, CorruptStore, StoreError
@@ -34,26 +35,10 @@ from store.records import (
 from store.roots import start_roots
 
 DB_DIR = "leveldb"
-DEFAULT_CHECKPOINT_INTERVAL = 100
+DEFAULT_CHECKPOINT_INTERVAL = meta.DEFAULT_CHECKPOINT_INTERVAL
 DEFAULT_KEEP = 10
-# LevelDB's memtable (default 4 MB). History rows land all over the key space (per-user
-# and per-order indexes), so each small level-0 table overlaps all of level 1 and
-# compaction rewrote it again and again: 4.6 s of the compaction thread for 3,000
-# simulated blocks at 4 MB, 0.7 s at 64 MB. The cost: the log to replay on a reopen
-# after a crash or a close holds up to this much (~0.3 s for 20 MB).
-WRITE_BUFFER_SIZE = 64 << 20
 
 __all__ = ["DB_DIR", "DEFAULT_CHECKPOINT_INTERVAL", "DEFAULT_KEEP", "Restored", "Store"]
-
-def _check_is_store(directory: str, db_path: str) -> None:
-    """Refuse, touching nothing, a directory that holds no store."""
-    if not os.path.isdir(directory) or not os.path.isdir(db_path):
-        raise StoreError(f"{directory}: no such store")
-    if not os.path.exists(os.path.join(db_path, "CURRENT")):
-        # LevelDB writes CURRENT last when it creates a database: a run killed
-        # before that left a directory but no store.
-        raise StoreError(f"{directory}: no store yet (its first run stopped early)")
-
 
 class Store:
     """The node database. Not thread-safe: one executor owns it."""
@@ -101,7 +86,7 @@ class Store:
         create = create and not read_only
         db_path = os.path.join(directory, DB_DIR)
         if not create:
-            _check_is_store(directory, db_path)
+            meta.check_is_store(directory, db_path)
         elif not os.path.isdir(directory):
             try:
                 os.makedirs(directory, exist_ok=True)
@@ -123,7 +108,7 @@ class Store:
     def _open_db(self, create: bool) -> None:
         try:
             self._db = leveldb.DB(
-                self._db_path, create_if_missing=create, write_buffer_size=WRITE_BUFFER_SIZE
+                self._db_path, create_if_missing=create, write_buffer_size=leveldb.WRITE_BUFFER_SIZE
             )
         except leveldb.CorruptionError as exc:
             raise CorruptStore(f"{self.directory}: LevelDB corruption ({exc})") from None
@@ -131,7 +116,9 @@ class Store:
             raise StoreError(f"{self.directory}: cannot open LevelDB ({exc})") from None
 
     def _open_checked(self, checkpoint_interval: int | None, create: bool) -> None:
-        self.checkpoint_interval = self._open_meta(checkpoint_interval, create)
+        self.checkpoint_interval = meta.open_meta(
+            self._db, self.directory, checkpoint_interval, create
+        )
         self.head_height, self.head_hash, self._next_fill_seq = codec.decode_head(
             self._db.get(K.HEAD_KEY)
         )
@@ -154,44 +141,10 @@ class Store:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def _open_meta(self, interval: int | None, create: bool) -> int:
-        db = self._db
-        stored_format = db.get(K.FORMAT_KEY)
-        if stored_format is None:
-            if next(db.iterator(include_value=False), None) is not None:
-                raise CorruptStore(f"{self.directory}: not a coreledger store (no format key)")
-            if not create:
-                # A first run killed between LevelDB's creation and this batch: writing
-                # the default interval here would refuse the operator's own on resume.
-                raise StoreError(f"{self.directory}: no store yet (its first run stopped early)")
-            interval = DEFAULT_CHECKPOINT_INTERVAL if interval is None else interval
-            with db.write_batch(transaction=True, sync=True) as batch:
-                batch.put(K.INTERVAL_KEY, codec.frame([interval]))
-                batch.put(K.HEAD_KEY, codec.encode_head(0, codec.ZERO_HASH, 1))
-                batch.put(K.FORMAT_KEY, codec.frame([K.FORMAT_VERSION]))
-            return interval
-        (version,) = codec.unframe("format version", stored_format, 1)
-        if version != K.FORMAT_VERSION:
-            raise StoreError(
-                f"{self.directory}: store format {version!r}, this version reads {K.FORMAT_VERSION}"
-            )
-        (stored,) = codec.unframe("checkpoint interval", db.get(K.INTERVAL_KEY), 1)
-        stored_interval = codec.uint("checkpoint interval", stored, 1)
-        if interval is not None and interval != stored_interval:
-            raise StoreError(
-                f"{self.directory}: created with checkpoint interval {stored_interval}, "
-                f"not {interval}"
-            )
-        return stored_interval
 
     def detach(self) -> int:
-        """Close LevelDB but keep the directory locked; return the lock file's descriptor.
-
-        For handing the store to a writer process (which opens it with `lock_fd`): the
-        flock stays held by this process's descriptor too, so no other process can take
-        the directory in between or while either lives. Until `reattach`, every method
-        that reads or writes raises StoreError (closed).
-        """
+        """Close LevelDB, keep the directory locked (for a writer process that opens the
+        store with `lock_fd`); until `reattach`, reads and writes raise StoreError."""
         self._check_writable()
         if self._db is not None:
             self._db.close()
@@ -199,8 +152,7 @@ class Store:
         return self._lock.fd
 
     def reattach(self) -> None:
-        """Reopen LevelDB after `detach` (the writer process has closed it), re-reading
-        the head and the checkpoints it wrote."""
+        """Reopen LevelDB after `detach`, re-reading what the writer process wrote."""
         if self._db is not None or not self._lock.held:
             raise StoreError(f"{self.directory}: not detached")
         try:
@@ -294,34 +246,19 @@ class Store:
     def append_blocks(
         self, records: Sequence[BlockRecord], checkpoint: Checkpoint | None = None
     ) -> None:
-        """Store consecutive new blocks (heights head+1, head+2, ...) in ONE atomic batch,
-        with, if given, the checkpoint of the last one (then the batch is synced).
-
-        The pipelined writer's call: a kill leaves all of them or none, so what survives
-        is always a prefix of the blocks handed over; fewer, larger batches cost less per
-        block than one each. Raises BlockConflict for a gap (nothing written).
-        Cost: O(rows of the blocks) + O(changes) of the checkpoint.
-        """
+        """Store consecutive new blocks (head+1, ...) in ONE atomic batch (a kill leaves all
+        or none), with the last one's checkpoint if given (then synced): the pipelined
+        writer's call. BlockConflict for a gap. Cost: O(rows) + O(checkpoint changes)."""
         self._check_writable()
         self._write_blocks(records, checkpoint)
 
     def _write_blocks(self, records: Sequence[BlockRecord], checkpoint: Checkpoint | None) -> None:
-        if not records:
-            raise StoreError("no block to append")
         last = records[-1]
         if checkpoint is not None and checkpoint.height != last.height:
             raise StoreError(f"checkpoint {checkpoint.height} given with block {last.height}")
-        prev_hash, seq, height = self.head_hash, self._next_fill_seq, self.head_height
-        all_rows: list[blocklog.Row] = []
-        for record in records:
-            if record.height != height + 1:
-                raise BlockConflict(
-                    f"block {record.height} leaves a gap: the head is {height}"
-                )
-            K.check_u64("time", record.time)
-            rows, seq = blocklog.block_rows(record, prev_hash, seq)
-            all_rows += rows
-            prev_hash, height = record.block_hash, record.height
+        all_rows, height, prev_hash, seq = blocklog.blocks_rows(
+            records, self.head_height, self.head_hash, self._next_fill_seq
+        )
         sync = self.sync_blocks or checkpoint is not None
         written = sum(map(len, itertools.chain.from_iterable(all_rows)))
         with self._db.write_batch(transaction=True, sync=sync) as batch:
