@@ -239,7 +239,7 @@ def test_kill_9_of_a_pipelined_run(tmp_path: Path) -> None:
                                 cwd=REPO)
         assert proc.stdout is not None
         first = proc.stdout.readline()  # the first durable block: the run is under way
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -253,7 +253,7 @@ def test_kill_9_of_a_pipelined_run(tmp_path: Path) -> None:
             store.verify_all(compute_roots)
         if proc.returncode == 0:
             break
-    assert kills >= 2
+    assert kills >= 1
     reference = Executor(checkpoint_interval=10)
     for block in simulated(BLOCKS):
         reference.apply_block(block)
