@@ -13,8 +13,8 @@ once before, as CheckTx does, so applying it finds it in the cache).
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from block_exec.bench import Figure, figure
 from block_exec.executor import Executor
 from block_exec.genesis import Genesis, GenesisBalance, genesis_balances_state
 from block_exec.signed import (
@@ -30,22 +30,9 @@ from block_exec.simulate import SplitMix64
 from block_exec.types import Block, Cancel, Limit, Market, Tx
 from state_machine import Side, Tif
 
-Figure = dict[str, Any]
 CHAIN = "coreledger-bench"
 TXS_PER_BLOCK = 250
 MID = 10_000
-
-
-def _figure(name: str, operations: int, seconds: float, **extra: Any) -> Figure:
-    result: Figure = {
-        "name": name,
-        "operations": operations,
-        "seconds": round(seconds, 6),
-        "ops_per_s": round(operations / seconds) if seconds > 0 else None,
-        "us_per_op": round(seconds * 1e6 / operations, 3) if operations else None,
-    }
-    result.update(extra)
-    return result
 
 
 def _keys(count: int) -> list[bytes]:
@@ -122,27 +109,27 @@ def signed_benchmarks(quick: bool) -> list[Figure]:
     start = time.perf_counter()
     for signed, raw in zip(decoded, raws, strict=True):
         recover_signer(signed, raw, cache=None)
-    recover = _figure("signed/recover_signer (secp256k1 + keccak)", count,
+    recover = figure("signed/recover_signer (secp256k1 + keccak)", count,
                       time.perf_counter() - start)
     start = time.perf_counter()
     for raw in raws:
         decode_signed_tx(raw)
-    decode = _figure("signed/decode_envelope (strict CBOR)", count, time.perf_counter() - start)
+    decode = figure("signed/decode_envelope (strict CBOR)", count, time.perf_counter() - start)
 
     baseline = Executor(genesis_balances_state(genesis))
     start = time.perf_counter()
     for block in plain_blocks:
         baseline.apply_block(block)
-    unsigned = _figure("signed/baseline: same txs unsigned (apply_block)", count,
+    unsigned = figure("signed/baseline: same txs unsigned (apply_block)", count,
                        time.perf_counter() - start)
 
     cold_cache = SignatureCache()
-    cold = _figure("signed/apply signed txs, cache cold", count,
+    cold = figure("signed/apply signed txs, cache cold", count,
                    _apply_signed(_network_executor(genesis), signed_blocks, cold_cache))
     warm_cache = SignatureCache()
     for raw in raws:  # CheckTx saw every tx first
         check_signed_tx(raw, CHAIN, warm_cache)
-    warm = _figure("signed/apply signed txs, cache warm", count,
+    warm = figure("signed/apply signed txs, cache warm", count,
                    _apply_signed(_network_executor(genesis), signed_blocks, warm_cache),
                    cache_hits=warm_cache.hits)
     figures = [recover, decode, unsigned, cold, warm]
