@@ -16,11 +16,30 @@ from typing import Any, BinaryIO, NoReturn
 import cbor2
 import orjson
 
-from block_exec.encode import MAX_U64, encode_block
+from block_exec.encode import (
+    AMOUNT_KEY,
+    BLOCK_HEAD,
+    CANCEL_HEAD,
+    DEPOSIT_HEAD,
+    HEIGHT_KEY,
+    LIMIT_HEADS,
+    MARKET_HEADS,
+    MAX_U64,
+    ORDER_ID_KEY,
+    PRICE_KEY,
+    TIME_KEY,
+    UINT_TABLE,
+    WITHDRAW_HEAD,
+    array_head,
+    cbor_uint,
+    encode_block,
+    user_piece,
+)
 from block_exec.errors import BlockDecodeError, field_named
 from block_exec.types import (
     Block,
     Tx,
+    block_with_cbor,
     new_cancel,
     new_deposit,
     new_limit,
@@ -50,12 +69,14 @@ _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIFS = {"gtc": Tif.GTC, "ioc": Tif.IOC, "alo": Tif.ALO}
 _HEX = frozenset("0123456789abcdefABCDEF")
 
-# Address text as written -> normalised; only a speed-up (bounded, cleared when full).
-_USERS: dict[str, str] = {}
+# Address text as written -> normalised, and its CBOR piece (`encode.user_piece`); only
+# a speed-up (bounded, cleared when full).
+_USERS: dict[str, tuple[str, bytes]] = {}
 _USERS_MAX = 1 << 16
 
 
-def _normalize_user(value: object) -> str | None:
+def _known_user(value: object) -> tuple[str, bytes] | None:
+    """The normalised address and its CBOR piece, or None if `value` is no address."""
     if type(value) is not str:
         return None
     known = _USERS.get(value)
@@ -66,8 +87,13 @@ def _normalize_user(value: object) -> str | None:
     user = "0x" + value[2:].lower()
     if len(_USERS) >= _USERS_MAX:
         _USERS.clear()
-    _USERS[value] = user
-    return user
+    known = _USERS[value] = (user, user_piece(user))
+    return known
+
+
+def _normalize_user(value: object) -> str | None:
+    known = _known_user(value)
+    return None if known is None else known[0]
 
 
 def _show(value: object) -> str:
@@ -175,10 +201,14 @@ def block_from_obj(obj: object, where: str) -> Block:
     if type(raw_txs) is not list:
         _fail(where, f'field "txs": expected an array, got {_show(raw_txs)}', height=height)
 
+    # The txs and, piece by piece, the block's canonical CBOR (`encode.encode_block`'s
+    # bytes: tested), so applying the block neither re-checks nor re-encodes it.
     txs: list[Tx] = []
     append = txs.append
+    parts: list[bytes] = [BLOCK_HEAD, array_head(len(raw_txs))]
     users = _USERS
     sides = _SIDES
+    table = UINT_TABLE
     index = 0
     try:
         for index, d in enumerate(raw_txs):  # noqa: B007 - index is read after the loop
@@ -187,11 +217,12 @@ def block_from_obj(obj: object, where: str) -> Block:
             op = d.get("op")
             keys = d.keys()
             u = d.get("user")
-            user = users.get(u) if type(u) is str else None
-            if user is None:
-                user = _normalize_user(u)
-                if user is None:
+            known = users.get(u) if type(u) is str else None
+            if known is None:
+                known = _known_user(u)
+                if known is None:
                     break
+            user, piece = known
             asset = d.get("asset")
             # The key set: a dict of n keys holding the n names read below is exactly
             # those (a missing name is None from `get`, or a KeyError, and fails): one
@@ -213,6 +244,11 @@ def block_from_obj(obj: object, where: str) -> Block:
                     and side is not None and tif is not None
                 ):
                     append(new_limit(user, asset, side, price, size, tif))
+                    parts += (
+                        LIMIT_HEADS[tif][side], table[size] if size < 65536 else cbor_uint(size),
+                        piece, table[asset] if asset < 65536 else cbor_uint(asset), PRICE_KEY,
+                        cbor_uint(price),
+                    )
                     continue
                 break
             if op == "cancel":
@@ -223,6 +259,10 @@ def block_from_obj(obj: object, where: str) -> Block:
                     and type(asset) is int and 0 < asset <= MAX_ASSET
                 ):
                     append(new_cancel(user, asset, oid))
+                    parts += (
+                        CANCEL_HEAD, piece, table[asset] if asset < 65536 else cbor_uint(asset),
+                        ORDER_ID_KEY, cbor_uint(oid),
+                    )
                     continue
                 break
             if op == "market":
@@ -235,6 +275,10 @@ def block_from_obj(obj: object, where: str) -> Block:
                     and side is not None
                 ):
                     append(new_market(user, asset, side, size))
+                    parts += (
+                        MARKET_HEADS[side], table[size] if size < 65536 else cbor_uint(size),
+                        piece, table[asset] if asset < 65536 else cbor_uint(asset),
+                    )
                     continue
                 break
             if op == "deposit" or op == "withdraw":
@@ -244,11 +288,17 @@ def block_from_obj(obj: object, where: str) -> Block:
                     and type(amount) is int and 0 < amount <= MAX_AMOUNT
                     and type(asset) is int and 0 <= asset <= MAX_ASSET
                 ):
-                    append((new_deposit if op == "deposit" else new_withdraw)(user, asset, amount))
+                    deposit = op == "deposit"
+                    append((new_deposit if deposit else new_withdraw)(user, asset, amount))
+                    parts += (
+                        DEPOSIT_HEAD if deposit else WITHDRAW_HEAD, piece, cbor_uint(asset),
+                        AMOUNT_KEY, cbor_uint(amount),
+                    )
                     continue
             break
         else:
-            return Block(height, time, tuple(txs))
+            parts += (TIME_KEY, cbor_uint(time), HEIGHT_KEY, cbor_uint(height))
+            return block_with_cbor(height, time, tuple(txs), b"".join(parts))
     except (TypeError, KeyError):  # an unhashable value where a name was expected; a
         pass  # field missing from a dict of the right size (an unknown one in its place)
     _fail(where, f"tx {index}: {_tx_problem(raw_txs[index])}", height=height, tx_index=index)

@@ -82,6 +82,28 @@ _TIME = _text("time")
 _HEIGHT = _text("height")
 
 
+# The pieces the decoder builds a block's CBOR from while it checks the block (see
+# `decode.block_from_obj`): per tx, a head up to the first varying field, then the
+# fields, with the user's piece `USER_KEY + user + ASSET_KEY` cached per user.
+LIMIT_HEADS = tuple(
+    tuple(_LIMIT + _TIF[tif] + _SIDE_K + _SIDE[side] + _SIZE for side in Side) for tif in Tif
+)  # [tif][side], then uint(size), user piece, uint(asset), PRICE_KEY, uint(price)
+MARKET_HEADS = tuple(_MARKET + _SIDE[side] + _SIZE for side in Side)
+# [side], then uint(size), user piece, uint(asset)
+CANCEL_HEAD = b"\xa4" + _K_OP + _text("cancel")  # user piece, uint(asset), ORDER_ID_KEY, uint
+DEPOSIT_HEAD = b"\xa4" + _K_OP + _text("deposit")  # user piece, uint(asset), AMOUNT_KEY, uint
+WITHDRAW_HEAD = b"\xa4" + _K_OP + _text("withdraw")
+PRICE_KEY, ORDER_ID_KEY, AMOUNT_KEY = _PRICE, _ORDER_ID, _AMOUNT
+BLOCK_HEAD = _BLOCK  # then the txs' array head, the txs, TIME_KEY, uint(time), HEIGHT_KEY, ...
+TIME_KEY, HEIGHT_KEY = _TIME, _HEIGHT
+UINT_TABLE = _UINT_TABLE  # cbor_uint(n) for n < 2^16
+
+
+def user_piece(user: str) -> bytes:
+    """`USER_KEY + user + ASSET_KEY`: the bytes around a normalised user in every tx."""
+    return _USER + user.encode() + _ASSET
+
+
 def _array_head(n: int) -> bytes:
     head = cbor_uint(n)
     return bytes((head[0] | 0x80,)) + head[1:]
@@ -115,8 +137,15 @@ def encode_tx(tx: Tx) -> bytes:
     ))
 
 
+def array_head(n: int) -> bytes:
+    """The CBOR head of an array of n items."""
+    return _array_head(n)
+
+
 def encode_block(block: Block) -> bytes:
     """Canonical CBOR of a block assumed schema-valid (use `encode_block_checked` if not)."""
+    if block.cbor:
+        return block.cbor  # the decoder's, built as it checked the block
     parts = [_BLOCK, _array_head(len(block.txs))]
     parts.extend(map(encode_tx, block.txs))
     parts += (_TIME, cbor_uint(block.time), _HEIGHT, cbor_uint(block.height))
@@ -213,8 +242,11 @@ def _block_schema_exception(block: object) -> BlockSchemaError | None:
 def encode_block_checked(block: Block) -> bytes:
     """Check a constructed block against the schema and return its canonical CBOR.
 
-    Raises BlockSchemaError (one line naming height, tx index and field).
+    Raises BlockSchemaError (one line naming height, tx index and field). A decoded
+    block carries both already checked (`Block.cbor`): O(1) then.
     """
+    if type(block) is Block and block.cbor:
+        return block.cbor
     try:
         if type(block) is Block and _is_int(block.height, 1, MAX_U64) and _is_int(
             block.time, 0, MAX_U64

@@ -8,7 +8,7 @@ lower-case address, `side`/`tif` are `state_machine.Side`/`Tif`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TypeVar
 
 from state_machine import (
@@ -133,6 +133,23 @@ class Block:
     height: int
     time: int  # milliseconds; never goes backwards
     txs: tuple[Tx, ...]
+    # The block's canonical CBOR, set only by the decoder (`decode.py`), which has checked
+    # the whole schema and built these bytes on the way; empty for a block built any
+    # other way (then `encode.encode_block_checked` checks and encodes it). Not a
+    # constructor argument, so `Block(...)` and `dataclasses.replace` never carry bytes
+    # that do not match the fields; not compared.
+    cbor: bytes = field(default=b"", init=False, compare=False, repr=False)
+
+
+_set_block_cbor = Block.__dict__["cbor"].__set__  # the slot itself: Block stays frozen
+
+
+def block_with_cbor(height: int, time: int, txs: tuple[Tx, ...], cbor: bytes) -> Block:
+    """A Block carrying its canonical CBOR: for the decoder only, which has checked the
+    schema and built exactly `encode.encode_block`'s bytes (tested)."""
+    block = Block(height, time, txs)
+    _set_block_cbor(block, cbor)
+    return block
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ encoders (cbor2's canonical mode, json) and hand-written expectations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import blake3
@@ -103,6 +104,26 @@ def test_json_round_trip(block: Block, upper: bool) -> None:
     assert decode_json_block(line.encode()) == block
     # The block hash does not depend on the JSON spelling.
     assert block_hash(decode_json_block(line)) == block_hash(block)
+    # The CBOR the decoder builds as it checks (what apply hashes) is cbor2's canonical
+    # encoding of the contract's object, and a CBOR block carries its own bytes.
+    canonical = cbor2.dumps(_block_obj(block), canonical=True)
+    assert decode_json_block(line).cbor == canonical
+    assert decode_cbor_block(canonical).cbor == canonical
+
+
+def test_only_the_decoder_attaches_cbor() -> None:
+    """A constructed block, or one replaced from a decoded one, carries no bytes: they are
+    computed (and the block checked) from its fields."""
+    user = "0x" + "ab" * 20
+    decoded = decode_json_block(
+        f'{{"height":3,"time":9,"txs":[{{"op":"deposit","user":"{user}","asset":0,'
+        f'"amount":5}}]}}'
+    )
+    assert decoded.cbor == encode_block(Block(3, 9, decoded.txs)) != b""
+    assert Block(3, 9, decoded.txs).cbor == b""
+    later = dataclasses.replace(decoded, time=10)
+    assert later.cbor == b""
+    assert block_hash(later) == block_hash(Block(3, 10, decoded.txs)) != block_hash(decoded)
 
 
 def test_known_encoding() -> None:
