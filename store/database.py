@@ -99,10 +99,10 @@ class Store:
             self._open_db(create)
             self._open_checked(checkpoint_interval, create)
         except (leveldb.Error, RuntimeError, OSError) as exc:
-            self.close()
+            self._close(flush=False)
             raise translate(exc) from None
         except BaseException:
-            self.close()
+            self._close(flush=False)
             raise
 
     def _open_db(self, create: bool) -> None:
@@ -141,7 +141,6 @@ class Store:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-
     def detach(self) -> int:
         """Close LevelDB, keep the directory locked (for a writer process that opens the
         store with `lock_fd`); until `reattach`, reads and writes raise StoreError."""
@@ -162,7 +161,14 @@ class Store:
             raise translate(exc) from None
 
     def close(self) -> None:
+        """Close; a writable store first flushes LevelDB's memtable (`leveldb.flush_memtable`,
+        O(memtable)): the next open then replays no log."""
+        self._close(flush=not self.read_only)
+
+    def _close(self, flush: bool) -> None:
         if self._db is not None:
+            if flush:
+                leveldb.flush_memtable(self._db)
             self._db.close()
             self._db = None
         self._lock.release()
@@ -379,18 +385,14 @@ class Store:
     def restore(
         self, height: int | None = None, compute_roots: ComputeRoots | None = None
     ) -> Restored:
-        """Rebuild the state at a kept checkpoint (default the latest).
-
-        With `compute_roots`, recompute the roots over the restored entries and raise
-        StateDiverged, naming the namespace (and the key when the two stored copies
-        disagree), if they differ from the stored ones.
-        """
+        """Rebuild the state at a kept checkpoint (default the latest); with `compute_roots`,
+        raise StateDiverged, naming the namespace (and the key when the two stored copies
+        disagree), if the roots recomputed over its entries differ from the stored ones."""
         info, entries = self.state_entries_at(height)
         if info is None:
             return Restored(0, None, [], CoreStateMachine())
-        # With roots to check, a value that hashes to the stored root is the committed,
-        # canonical one: re-encoding a million values to prove it again is wasted.
-        # The hash-only roots run while the machine is rebuilt (store.roots.start_roots).
+        # With roots to check, a value that hashes to the stored root is the committed, canonical
+        # one (no re-encoding); the hash-only roots run during the rebuild (roots.start_roots).
         pending = None if compute_roots is None else start_roots(compute_roots, entries)
         try:
             restored = checkpoints.rebuild(info, entries, check_canonical=pending is None)
@@ -439,10 +441,8 @@ class Store:
     def user_history(
         self, user: str, limit: int | None = None, after: str | None = None
     ) -> HistoryPage:
-        """A user's fills (as maker or taker) and orders, each in execution order.
-
-        With `limit`, at most `limit` of each and a cursor for the rest (None at the end).
-        """
+        """A user's fills (as maker or taker) and orders, each in execution order; with `limit`,
+        at most `limit` of each and a cursor for the rest (None at the end)."""
         try:
             user_raw = codec.user_bytes(normalize_address(user))
         except CoreError as exc:

@@ -6,13 +6,14 @@ the module name `plyvel_next` with the same API. pyproject.toml picks one by env
 marker; this module imports whichever is installed (plyvel first). The store uses only:
 `DB(path, create_if_missing=..., write_buffer_size=...)`, `get`, `put`, `delete`,
 `iterator(prefix=, start=, stop=, include_key=, include_value=)` with `seek` and `close`,
-`write_batch(transaction=True, sync=...)`, `compact_range()`, `close()`, and the
-exceptions `Error` and `CorruptionError`
+`write_batch(transaction=True, sync=...)`, `compact_range(start=, stop=)`, `close()`, and
+the exceptions `Error` and `CorruptionError`
 (tests/test_leveldb_binding.py pins that behaviour for each binding).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from types import ModuleType
 from typing import Any
@@ -37,3 +38,20 @@ CorruptionError: Any = binding.CorruptionError
 # simulated blocks at 4 MB, 0.7 s at 64 MB. The cost: the log to replay on a reopen
 # after a crash or a close holds up to this much (~0.3 s for 20 MB).
 WRITE_BUFFER_SIZE = 64 << 20
+
+# A key above every key the store writes (table prefixes are 0x00-0x25): a range of it
+# alone overlaps no table file.
+_PAST_EVERY_KEY = b"\xff"
+
+
+def flush_memtable(db: Any) -> None:
+    """Write LevelDB's memtable to a table file and start an empty log: O(memtable).
+
+    LevelDB's CompactRange always flushes the memtable first, then compacts the table
+    files overlapping the range; a range past every key overlaps none, so this flushes
+    only. A clean close calls it: the next open then has no log to replay (the log of a
+    64 MB write buffer took 3.8 s to replay at a reopen of 1,000,000 orders). A process
+    killed before it leaves the log for the next open to replay, as before.
+    """
+    with contextlib.suppress(Error, RuntimeError):  # only a speed-up: the log has it all
+        db.compact_range(start=_PAST_EVERY_KEY, stop=_PAST_EVERY_KEY)

@@ -106,6 +106,21 @@ def test_write_batches_are_atomic(binding: Any, tmp_path: Path) -> None:
     db.close()
 
 
+def test_flush_memtable_empties_the_log(binding: Any, tmp_path: Path) -> None:
+    """`store.leveldb.flush_memtable` (compact_range over a range past every key) writes
+    the memtable to a table file and leaves an empty log, in each binding."""
+    db = _filled(binding, tmp_path / "db")
+    logs = list((tmp_path / "db").glob("*.log"))
+    assert logs and sum(path.stat().st_size for path in logs) > 0
+    leveldb.flush_memtable(db)
+    assert db.get(b"\x02") == b"v\x02"
+    db.close()
+    assert sum(path.stat().st_size for path in (tmp_path / "db").glob("*.log")) == 0
+    reopened = binding.DB(str(tmp_path / "db"))
+    assert list(reopened.iterator(include_value=False))[-1] == b"\x02"
+    reopened.close()
+
+
 def test_errors(binding: Any, tmp_path: Path) -> None:
     assert issubclass(binding.CorruptionError, binding.Error)
     with pytest.raises(binding.Error):

@@ -325,6 +325,24 @@ def test_synced_blocks_and_compaction(tmp_path: Path) -> None:
         store.verify_all(compute_roots)
 
 
+def _log_bytes(directory: Path) -> int:
+    return sum(path.stat().st_size for path in (directory / "leveldb").glob("*.log"))
+
+
+def test_clean_close_leaves_no_log_to_replay(tmp_path: Path) -> None:
+    """A clean close flushes LevelDB's memtable: the log is empty, the rows in table
+    files; a read-only open and close writes nothing (the log stays as it was)."""
+    with Store(str(tmp_path / "n"), checkpoint_interval=2) as store:
+        records = [record for record, _ in Driver(store).run_to(4)]
+        assert _log_bytes(tmp_path / "n") > 0  # the blocks so far are only in the log
+    assert _log_bytes(tmp_path / "n") == 0
+    assert list((tmp_path / "n" / "leveldb").glob("*.ldb"))
+    with Store(str(tmp_path / "n"), read_only=True) as store:
+        assert [b.block_hash for b in store.blocks_after(0)] == [r.block_hash for r in records]
+        store.verify_all(compute_roots)
+    assert _log_bytes(tmp_path / "n") == 0
+
+
 def test_create_and_reopen_keeps_interval_and_head(tmp_path: Path) -> None:
     with Store(str(tmp_path / "n"), checkpoint_interval=4) as store:
         assert (store.head_height, store.checkpoint_interval) == (0, 4)
