@@ -9,12 +9,12 @@ from state_machine.entries import (
     changed_entries,
     describe_key,
     describe_namespace,
-    machine_from_entries,
     namespace_of,
     state_entries,
 )
 from state_machine.errors import CoreledgerError
 from state_machine.machine import CoreStateMachine, StateChanges
+from state_machine.rebuild import machine_from_entries
 from state_machine.types import (
     ERROR_CODES,
     INSUFFICIENT_BALANCE,
