@@ -123,6 +123,11 @@ class CoreStateMachine:
         for asset, book in self.books.items():
             book._check()
             assert book.asset == asset
+            for levels in (book.bid_levels, book.ask_levels):
+                for level in levels.values():
+                    for order in level[: level.head]:  # they have left the level
+                        assert self.orders.get(order.order_id) is not order, "left but indexed"
+
             for order in book.orders():
                 assert self.orders.get(order.order_id) is order, "book order not indexed"
                 assert 0 < order.order_id < self.next_order_id, "I5"
@@ -392,8 +397,9 @@ class CoreStateMachine:
         live = level.live - 1
         if live:
             level.live = live
-            if level[0] is order:
-                level.popleft()
+            head = level.head
+            if level[head] is order:
+                level.head = head + 1
             elif level[-1] is order:
                 level.pop()
             if len(level) > 2 * live + DEAD_SLACK:
@@ -479,10 +485,14 @@ class CoreStateMachine:
             if price > limit_price:
                 break
             level = asks[price]
+            # `i` walks the level from its head; `live` is its live count (both stored
+            # back when the walk stops).
+            i = level.head
+            live = level.live
             while True:
-                maker = level[0]
+                maker = level[i]
                 if not maker.size:  # cancelled while in line
-                    level.popleft()
+                    i += 1
                     continue
                 # A market buy that cannot pay for one unit here stops before it meets the
                 # next maker, so it expires none of its own orders at a price it cannot pay
@@ -491,10 +501,10 @@ class CoreStateMachine:
                     out_of_budget = True
                     break
                 if maker.user == taker:
-                    level.popleft()
-                    level.live -= 1
+                    i += 1
+                    live -= 1
                     self._release(maker, CancelReason.SELF_TRADE, canceled, cancellations)
-                    if not level.live:
+                    if not live:
                         break
                     continue
                 quantity = remaining if remaining < maker.size else maker.size
@@ -516,15 +526,17 @@ class CoreStateMachine:
                 maker.size -= quantity
                 dirty_orders[maker.order_id] = maker
                 if not maker.size:
-                    level.popleft()
-                    level.live -= 1
+                    i += 1
+                    live -= 1
                     del orders[maker.order_id]
                 remaining -= quantity
-                if not remaining or not level.live:
+                if not remaining or not live:
                     break
+            level.head = i
+            level.live = live
             if out_of_budget:
                 break
-            if not level.live:
+            if not live:
                 del asks[price]
                 heappop(heap)  # `price`: nothing was pushed since it was read at the top
                 level = None
@@ -566,16 +578,18 @@ class CoreStateMachine:
             if price < limit_price:
                 break
             level = bids[price]
+            i = level.head  # as in `_take_asks`
+            live = level.live
             while True:
-                maker = level[0]
+                maker = level[i]
                 if not maker.size:  # cancelled while in line
-                    level.popleft()
+                    i += 1
                     continue
                 if maker.user == taker:
-                    level.popleft()
-                    level.live -= 1
+                    i += 1
+                    live -= 1
                     self._release(maker, CancelReason.SELF_TRADE, canceled, cancellations)
-                    if not level.live:
+                    if not live:
                         break
                     continue
                 quantity = remaining if remaining < maker.size else maker.size
@@ -590,13 +604,15 @@ class CoreStateMachine:
                 maker.size -= quantity
                 dirty_orders[maker.order_id] = maker
                 if not maker.size:
-                    level.popleft()
-                    level.live -= 1
+                    i += 1
+                    live -= 1
                     del orders[maker.order_id]
                 remaining -= quantity
-                if not remaining or not level.live:
+                if not remaining or not live:
                     break
-            if not level.live:
+            level.head = i
+            level.live = live
+            if not live:
                 del bids[price]
                 heappop(heap)  # `-price`: nothing was pushed since it was read at the top
                 level = None

@@ -328,6 +328,7 @@ def _install_book(
     for levels in (bids, asks):
         for level in levels.values():
             level.live = len(level)
+            level.head = 0
     book.bid_levels = bids
     book.ask_levels = asks
     book.bid_heap = [-price for price in bids]

@@ -8,6 +8,8 @@ level's price in its heap) and that the heaps stay bounded however much the book
 
 from __future__ import annotations
 
+import sys
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from state_machine import (
     machine_from_entries,
     state_entries,
 )
+from state_machine.book import DEAD_SLACK
 
 A = "0x" + "aa" * 20
 B = "0x" + "bb" * 20
@@ -47,6 +50,37 @@ def test_a_taker_skips_orders_cancelled_in_the_middle_of_a_level() -> None:
     assert [(f.maker_order_id, f.size) for f in r.fills] == [(1, 2), (4, 1)]
     assert m.book(1).depth(SELL) == [(10, 1, 1)] and m.orders[4].size == 1
     m._check()
+
+
+def test_a_level_is_read_from_its_head_and_stays_bounded() -> None:
+    """Makers filled or cancelled at the front move the level's head (the deque's popleft)
+    and are dropped when the list holds more than 2 * live + DEAD_SLACK orders."""
+    m = funded()
+    for _ in range(3):
+        assert m.limit(A, 1, SELL, 10, 1, GTC).ok  # ids 1, 2, 3
+    level = m.book(1).ask_levels[10]
+    assert m.limit(B, 1, BUY, 10, 1, GTC).fills  # fills 1
+    assert (level.head, level.live, [o.order_id for o in level.orders()]) == (1, 2, [2, 3])
+    assert m.cancel(A, 1, 2).ok  # at the head: the head moves past it
+    assert (level.head, level.live, [o.order_id for o in level.orders()]) == (2, 1, [3])
+    oldest = 3
+    for _ in range(100):  # a steady level: one order in, the oldest filled
+        newest = m.limit(A, 1, SELL, 10, 1, GTC).order_id
+        assert [f.maker_order_id for f in m.limit(B, 1, BUY, 10, 1, GTC).fills] == [oldest]
+        assert newest is not None
+        oldest = newest
+        assert len(level) <= 2 * level.live + DEAD_SLACK
+        m._check()
+    assert m.book(1).ask_levels[10] is level and [o.order_id for o in level.orders()] == [oldest]
+    assert level.head < len(level) <= 2 + DEAD_SLACK
+
+
+def test_a_level_of_one_order_is_small() -> None:
+    """A level is a list with three slots (a deque is ~630 bytes before its first order):
+    most levels hold a few orders."""
+    m = funded()
+    assert m.limit(A, 1, SELL, 10, 1, GTC).ok
+    assert sys.getsizeof(m.book(1).ask_levels[10]) <= 160
 
 
 def test_an_emptied_level_is_gone_and_its_stale_price_never_answers() -> None:
