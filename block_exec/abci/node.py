@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
 import sys
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the server's modules (protobuf, prometheus) load only to serve
+if TYPE_CHECKING:  # the server's modules (protobuf, prometheus, asyncio) load only to serve
+    import asyncio
+
     from block_exec.abci.server import AbciServer
     from block_exec.statesync import StateSync, Trusted
 
@@ -64,6 +65,8 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    import asyncio
+
     from block_exec.abci.app import Application
     from block_exec.abci.ledger import Ledger
     from block_exec.abci.metrics import Metrics
@@ -127,6 +130,8 @@ def _settle_heap() -> None:
 
 
 async def _serve(server: AbciServer, sync: StateSync, idle: asyncio.Event) -> None:
+    import asyncio
+
     from block_exec.statesync import run_in_background
 
     loop = asyncio.get_running_loop()

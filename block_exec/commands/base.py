@@ -1,5 +1,11 @@
 """What every command module shares: the `Command` record a module registers, the two
-failures a handler raises, argument types, and opening a store for reading."""
+failures a handler raises, argument types, and opening a store for reading.
+
+Start-up time: `coreledger` builds the parser of every command on each call, so a command
+module imports at its top only what its parser needs; what its handler needs (the executor,
+the store, the network client) is imported inside the handler. That keeps a call such as
+`coreledger state --db D` from paying for the ABCI server, the signer and asyncio.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from block_exec.executor import Executor
 from state_machine import CoreError, normalize_address
 from state_machine.errors import CoreledgerError
-from store import Store
+
+if TYPE_CHECKING:
+    from block_exec.executor import Executor
+    from store import Store
 
 MAX_ASSET = 2**32 - 1
 
@@ -106,10 +114,14 @@ def open_read_only(directory: str) -> Executor:
     written (`Executor.open(read_only=True)`: no pruning, no missing checkpoint written)."""
     if not os.path.isdir(directory):
         raise CommandFailed(f"{directory}: no such store")
+    from block_exec.executor import Executor
+
     return Executor.open(directory, read_only=True)
 
 
 def open_store(directory: str) -> Store:
     if not os.path.isdir(directory):
         raise CommandFailed(f"{directory}: no such store")
+    from store import Store
+
     return Store(directory, read_only=True)

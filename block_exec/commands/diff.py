@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from block_exec.commands.base import Command, CommandFailed, nonnegative, open_store, print_json
-from block_exec.views.diff import state_differences
-from store import Store
-from store.roots import commitment_of
+
+if TYPE_CHECKING:
+    from store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,9 @@ def compared_height(mine: Store, theirs: Store, height: int | None) -> int:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from block_exec.views.diff import state_differences
+    from store.roots import commitment_of
+
     with open_store(args.db) as mine, open_store(args.other) as theirs:
         top = min(mine.head_height, theirs.head_height)
         if args.height is not None:

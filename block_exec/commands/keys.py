@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from block_exec.commands.base import Command, print_json
-from block_exec.keyfile import new_key, read_key_file, write_key_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from block_exec.keyfile import new_key, read_key_file, write_key_file
+
     if args.keys_command == "show":
         print_json({"address": read_key_file(args.file).address})
         return 0

@@ -4,6 +4,7 @@ checkpoint's root, as a JSON file that `verify-proof` checks without the databas
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from block_exec.commands.base import (
     Command,
@@ -20,8 +21,9 @@ from block_exec.network.commands import add_node_option, remote, wants_node
 from block_exec.views.entries import entry_name, entry_value
 from state_machine import namespace_of
 from state_machine.entries import balance_key, nonce_key, order_key
-from store import Store
-from store.roots import commitment_of
+
+if TYPE_CHECKING:
+    from store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,8 @@ def check_usage(args: argparse.Namespace) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from store.roots import commitment_of
+
     if wants_node(args):
         return remote(args)
     check_usage(args)

@@ -6,21 +6,14 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from block_exec.commands.base import Command, positive, print_json
-from block_exec.decode import read_block_file
-from block_exec.executor import Executor
-from block_exec.runner import (
-    ReceiptsWriter,
-    RunTotals,
-    StopRequests,
-    run_blocks,
-    simulated_blocks,
-    tune_gc,
-)
-from block_exec.simulate import MarketConfig
-from block_exec.types import Block
+
+if TYPE_CHECKING:
+    from block_exec.executor import Executor
+    from block_exec.runner import ReceiptsWriter, RunTotals
+    from block_exec.types import Block
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +45,17 @@ def _progress(total: int | None, enabled: bool) -> Any:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from block_exec.decode import read_block_file
+    from block_exec.executor import Executor
+    from block_exec.runner import (
+        ReceiptsWriter,
+        StopRequests,
+        run_blocks,
+        simulated_blocks,
+        tune_gc,
+    )
+    from block_exec.simulate import MarketConfig
+
     with StopRequests() as stop:
         tune_gc()
         executor = Executor.open(

@@ -7,8 +7,6 @@ import argparse
 import sys
 
 from block_exec.commands.base import Command, CommandFailed, nonnegative
-from block_exec.keyfile import read_key_file
-from block_exec.signed import sign_tx, tx_from_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from block_exec.keyfile import read_key_file
+    from block_exec.signed import sign_tx, tx_from_json
+
     key = read_key_file(args.key)
     tx = tx_from_json(args.tx)
     try:

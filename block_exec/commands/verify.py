@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from block_exec.commands.base import Command, CommandFailed, nonnegative, open_store, print_json
-from store.roots import compute_roots
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from store.roots import compute_roots
+
     with open_store(args.db) as store:
         heights = store.checkpoint_heights()
         if args.height is not None and args.height not in heights:

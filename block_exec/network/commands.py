@@ -1,5 +1,8 @@
 """The network commands: `node`, `testnet init|start|stop|status`, `send`, and `state`,
-`history`, `prove` with `--node URL` (the same answers through CometBFT's abci_query)."""
+`history`, `prove` with `--node URL` (the same answers through CometBFT's abci_query).
+
+Their handlers import what they use (the testnet, the RPC client, the signer): the parser of
+every command is built on each `coreledger` call (see `block_exec.commands.base`)."""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ import base64
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from block_exec.abci.node import NodeFailed, add_arguments, cmd_node
+from block_exec.abci.node import add_arguments
 from block_exec.commands.base import (
     Command,
     CommandFailed,
@@ -21,12 +24,10 @@ from block_exec.commands.base import (
     one_line,
     positive,
 )
-from block_exec.decode import decode_json_block
-from block_exec.errors import BlockError
-from block_exec.network import testnet
-from block_exec.network.keys import KeyFileError, read_key
-from block_exec.network.rpc import DEFAULT_NODE, CometRpc, RpcError
-from block_exec.signed import sign_tx
+from block_exec.network import DEFAULT_BASE_PORT, DEFAULT_NODE
+
+if TYPE_CHECKING:
+    from block_exec.network.rpc import CometRpc
 
 EXAMPLES = {
     "node": "coreledger node --db ./net/node0/app --abci tcp://127.0.0.1:26602",
@@ -34,7 +35,17 @@ EXAMPLES = {
     "send": "coreledger send --key ./net/keys/user00.json --node http://127.0.0.1:26601 "
     "'{\"op\":\"withdraw\",\"asset\":0,\"amount\":5}' --wait",
 }
-EXPECTED = (testnet.TestnetError, RpcError, KeyFileError, BlockError, NodeFailed)
+
+
+def _expected() -> tuple[type[Exception], ...]:
+    """The failures of these commands that are a one-line message (exit status 1)."""
+    from block_exec.abci.node import NodeFailed
+    from block_exec.errors import BlockError
+    from block_exec.network.keys import KeyFileError
+    from block_exec.network.rpc import RpcError
+    from block_exec.network.testnet import TestnetError
+
+    return (TestnetError, RpcError, KeyFileError, BlockError, NodeFailed)
 
 
 def _print(obj: Any) -> None:
@@ -48,7 +59,7 @@ def _guarded(handle: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     def run(args: argparse.Namespace) -> int:
         try:
             return handle(args)
-        except EXPECTED as exc:
+        except _expected() as exc:  # evaluated only when something was raised
             raise CommandFailed(one_line(exc)) from None
 
     return run
@@ -62,7 +73,7 @@ def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--validators", metavar="N", type=positive, default=4)
     init.add_argument("--dir", metavar="DIR", required=True)
     init.add_argument("--base-port", metavar="P", type=positive,
-                      default=testnet.DEFAULT_BASE_PORT)
+                      default=DEFAULT_BASE_PORT)
     init.add_argument("--checkpoint-interval", metavar="N", type=positive, default=None,
                       help="the nodes' checkpoint interval (default: the node's, 100)")
     init.add_argument("--snapshot-interval", metavar="N", type=nonnegative, default=None,
@@ -81,6 +92,8 @@ def _testnet_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _testnet(args: argparse.Namespace) -> int:
+    from block_exec.network import testnet
+
     if args.action == "init":
         _print(testnet.init(args.dir, args.validators, args.base_port,
                             checkpoint_interval=args.checkpoint_interval,
@@ -113,6 +126,8 @@ def _send_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_tx_json(text: str, signer: str) -> Any:
     """One block-file tx from its JSON text (strict, as in a block file). Without a
     "user", the user is the signer (not for a deposit: its user is whom the bridge pays)."""
+    from block_exec.decode import decode_json_block
+
     try:
         obj = json.loads(text)
     except ValueError:
@@ -123,6 +138,8 @@ def parse_tx_json(text: str, signer: str) -> Any:
 
 
 def _nonce(rpc: CometRpc, address: str) -> int:
+    from block_exec.network.rpc import RpcError
+
     answer = rpc.abci_query("/nonce", {"user": address})
     if answer.get("code"):
         raise RpcError(f"/nonce: {answer.get('log')}")
@@ -131,6 +148,10 @@ def _nonce(rpc: CometRpc, address: str) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from block_exec.network.keys import read_key
+    from block_exec.network.rpc import CometRpc
+    from block_exec.signed import sign_tx
+
     key, address = read_key(args.key)
     tx = parse_tx_json(args.tx, address)
     rpc = CometRpc(args.node)
@@ -199,6 +220,8 @@ def _int(text: str) -> int | str:
 
 
 def _remote(args: argparse.Namespace) -> int:
+    from block_exec.network.rpc import CometRpc
+
     path, data = _remote_request(args)
     answer = CometRpc(args.node).abci_query(path, data)
     if answer.get("code"):
@@ -210,8 +233,14 @@ def _remote(args: argparse.Namespace) -> int:
 remote = _guarded(_remote)
 """Run `state`, `history` or `prove` against `--node` (same JSON as with `--db`)."""
 
+def _node(args: argparse.Namespace) -> int:
+    from block_exec.abci.node import cmd_node
+
+    return cmd_node(args)
+
+
 NODE = Command("node", "serve the ABCI application for CometBFT v0.38", EXAMPLES["node"],
-               add_arguments, _guarded(cmd_node))
+               add_arguments, _guarded(_node))
 TESTNET = Command("testnet", "a local network of validators on 127.0.0.1",
                   EXAMPLES["testnet"], _testnet_arguments, _guarded(_testnet))
 SEND = Command("send", "sign a tx with a key file and broadcast it; print the answer",

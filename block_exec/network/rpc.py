@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-DEFAULT_NODE = "http://127.0.0.1:26657"
+from block_exec.network import DEFAULT_NODE
 
 
 class RpcError(Exception):

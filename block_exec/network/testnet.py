@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from block_exec.network import DEFAULT_BASE_PORT
 from block_exec.network.keys import write_key
 from block_exec.network.rpc import CometRpc, RpcError
 from block_exec.signed import address_of
 
 COMETBFT_VERSION = "v0.38.26"
 CHAIN_ID = "coreledger-testnet"
-DEFAULT_BASE_PORT = 26600
 TEST_ACCOUNTS = 24
 TEST_ASSETS = (0, 1, 2, 3)
 TEST_AMOUNT = 10**15
