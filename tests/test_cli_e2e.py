@@ -27,6 +27,7 @@ from block_exec import Executor, block_from_obj, block_receipts_line, read_block
 from block_exec.pipeline import WINDOW
 from block_exec.simulate import MarketConfig, SimulatedMarket
 from store import Store
+from tests.simulated import simulated_block_objs
 
 _SCRIPT = shutil.which("coreledger")
 CLI: list[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "block_exec.cli"]
@@ -103,18 +104,6 @@ def fill(maker_oid: int, taker_oid: int, maker: str, taker: str, price: int, siz
          ) -> Json:
     return {"maker_order_id": maker_oid, "taker_order_id": taker_oid, "maker": maker,
             "taker": taker, "price": price, "size": size}
-
-
-def simulated_blocks(count: int) -> list[Json]:
-    """The simulated market's first `count` blocks, as block-file objects (made in memory)."""
-    market = SimulatedMarket(MarketConfig(blocks=count))
-    executor = Executor()
-    blocks = []
-    for height in range(1, count + 1):
-        obj = market.block(height, executor.state)
-        executor.apply_block(block_from_obj(obj, f"block {height}"))
-        blocks.append(obj)
-    return blocks
 
 
 def in_memory_receipts(path: Path, interval: int) -> list[Json]:
@@ -224,7 +213,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
 
 @pytest.fixture(scope="module")
 def sim_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Json]]:
-    blocks = simulated_blocks(150)
+    blocks = simulated_block_objs(150)
     path = write_jsonl(tmp_path_factory.mktemp("sim") / "sim.jsonl", blocks)
     return path, blocks
 

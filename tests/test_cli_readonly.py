@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from block_exec import Block, Executor, block_from_obj
-from block_exec.simulate import MarketConfig, SimulatedMarket
+from block_exec import Executor
 from store import Store
+from tests.simulated import simulated_block_list
 
 pytestmark = pytest.mark.skipif(
     "read_only" not in inspect.signature(Store).parameters,
@@ -73,17 +73,6 @@ def rows(db: Path) -> list[tuple[bytes, bytes]]:
         handle.close()
 
 
-def sim_blocks(count: int) -> list[Block]:
-    market = SimulatedMarket(MarketConfig(blocks=count))
-    executor = Executor()
-    blocks = []
-    for height in range(1, count + 1):
-        block = block_from_obj(market.block(height, executor.state), f"block {height}")
-        executor.apply_block(block)
-        blocks.append(block)
-    return blocks
-
-
 def not_stores(base: Path) -> list[Path]:
     empty = base / "empty"
     empty.mkdir()
@@ -115,7 +104,7 @@ def read_only_commands(db: Path, other: Path, proof: Path) -> list[list[str | Pa
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("ro") / "db"
     with Executor.open(str(db), checkpoint_interval=5) as executor:
-        for block in sim_blocks(12):
+        for block in simulated_block_list(12):
             executor.apply_block(block)
     return db
 
@@ -158,7 +147,7 @@ def test_a_store_is_read_not_written(tmp_path: Path, store: Path) -> None:
 
 def test_a_missing_head_checkpoint_is_reported_not_written(tmp_path: Path) -> None:
     db = tmp_path / "db"
-    blocks = sim_blocks(10)
+    blocks = simulated_block_list(10)
     with Executor.open(str(db), checkpoint_interval=5) as executor:
         for block in blocks[:-1]:
             executor.apply_block(block)

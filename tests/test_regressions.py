@@ -25,6 +25,7 @@ from block_exec.simulate import MarketConfig, SimulatedMarket
 from block_exec.types import Deposit
 from state_machine import CoreStateMachine
 from store import StoreError
+from tests.simulated import simulated_block_list
 
 
 @pytest.mark.parametrize("text", ["\u00b2", "\u0661", "1\u00b2"])
@@ -40,21 +41,9 @@ def test_history_order_id_with_non_ascii_digits_is_refused_by_name(
     assert len(err) == 1 and "bad order id" in err[0], err
 
 
-
-def _sim_blocks(count: int) -> list[Block]:
-    market = SimulatedMarket(MarketConfig(blocks=count))
-    executor = Executor()
-    blocks = []
-    for height in range(1, count + 1):
-        block = block_from_obj(market.block(height, executor.state), "sim")
-        executor.apply_block(block)
-        blocks.append(block)
-    return blocks
-
-
 def test_apply_block_function_returns_the_root_at_checkpoints() -> None:
     # The contract: block_exec.apply_block returns "state root at checkpoints".
-    blocks = _sim_blocks(40)
+    blocks = simulated_block_list(40)
     executor = Executor(checkpoint_interval=10)
     state = CoreStateMachine()
     for block in blocks:
@@ -68,7 +57,7 @@ def test_apply_block_function_returns_the_root_at_checkpoints() -> None:
 def test_executor_refuses_blocks_after_a_failed_store_write(tmp_path: Path) -> None:
     # A store write failing after the block was applied in memory must not let the node
     # go on acknowledging blocks that a restart cannot rebuild.
-    blocks = _sim_blocks(12)
+    blocks = simulated_block_list(12)
     db = str(tmp_path / "db")
     executor = Executor.open(db, checkpoint_interval=5)
     for block in blocks[:6]:
@@ -200,7 +189,7 @@ def test_cbor_sequence_decoding_does_not_copy_the_rest_of_the_file_per_block() -
 def test_open_writes_a_checkpoint_missing_at_the_head(tmp_path: Path) -> None:
     # Recovery step 4 of spec/store.md: a head at a checkpoint height without its
     # checkpoint (a writer that stores checkpoints apart from blocks, killed between).
-    blocks = _sim_blocks(7)
+    blocks = simulated_block_list(7)
     db = str(tmp_path / "db")
     with Executor.open(db, checkpoint_interval=5) as executor:
         for block in blocks[:4]:

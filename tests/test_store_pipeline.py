@@ -16,36 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from block_exec import Executor, block_from_obj
+from block_exec import Executor
 from block_exec.executor import ExecutorBroken
 from block_exec.pipeline import history_sidecar
-from block_exec.simulate import MarketConfig, SimulatedMarket
 from block_exec.store_writer import decode_block
 from block_exec.types import Block, Limit, Market, Tx
 from state_machine import OrderType
 from store import BlockRecord, OrderPlaced, Store, StoreError, blocklog
 from store.leveldb import DB
 from store.roots import compute_roots
+from tests.simulated import simulated_block_list
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCKS = 120
 KILL_ATTEMPTS = 4
 
 
-def simulated(count: int) -> list[Block]:
-    market = SimulatedMarket(MarketConfig(blocks=count))
-    executor = Executor()
-    blocks = []
-    for height in range(1, count + 1):
-        block = block_from_obj(market.block(height, executor.state), f"block {height}")
-        executor.apply_block(block)
-        blocks.append(block)
-    return blocks
-
-
 @pytest.fixture(scope="module")
 def blocks() -> list[Block]:
-    return simulated(BLOCKS)
+    return simulated_block_list(BLOCKS)
 
 
 def all_rows(directory: Path) -> list[tuple[bytes, bytes]]:
@@ -204,7 +193,7 @@ def test_failing_writer_reports_its_error(tmp_path: Path, blocks: list[Block]) -
 
 def child_main(directory: str, count: int) -> None:
     """Apply the flow pipelined, printing each durable height as it advances."""
-    blocks = simulated(count)
+    blocks = simulated_block_list(count)
     executor = Executor.open(directory, checkpoint_interval=10, keep=3, pipelined=True)
     reported = executor.durable_height
     for block in blocks[executor.height:]:
@@ -258,7 +247,7 @@ def test_kill_9_of_a_pipelined_run(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert kills >= 1
     reference = Executor(checkpoint_interval=10)
-    for block in simulated(BLOCKS):
+    for block in simulated_block_list(BLOCKS):
         reference.apply_block(block)
     with Executor.open(str(directory)) as executor:
         assert executor.height == BLOCKS

@@ -15,21 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from block_exec import Block, Executor, block_from_obj
+from block_exec import Block, Executor
 from block_exec.cli import main
-from block_exec.simulate import MarketConfig, SimulatedMarket
 from store import Store, StoreError, leveldb
-
-
-def _sim_blocks(count: int) -> list[Block]:
-    market = SimulatedMarket(MarketConfig(blocks=count))
-    executor = Executor()
-    blocks = []
-    for height in range(1, count + 1):
-        block = block_from_obj(market.block(height, executor.state), "sim")
-        executor.apply_block(block)
-        blocks.append(block)
-    return blocks
+from tests.simulated import simulated_block_list
 
 
 def _tree(path: Path) -> list[tuple[str, bytes]]:
@@ -116,7 +105,7 @@ def _store_missing_its_head_checkpoint(db: str, blocks: list[Block]) -> None:
 def test_read_only_open_reports_a_missing_head_checkpoint_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocks = _sim_blocks(10)
+    blocks = simulated_block_list(10)
     db = str(tmp_path / "db")
     _store_missing_its_head_checkpoint(db, blocks)
     rows = _rows(db)
@@ -141,7 +130,7 @@ def test_read_only_open_reports_a_missing_head_checkpoint_and_writes_nothing(
 
 
 def test_read_only_store_refuses_writes_and_does_not_prune(tmp_path: Path) -> None:
-    blocks = _sim_blocks(12)
+    blocks = simulated_block_list(12)
     db = str(tmp_path / "db")
     with Executor.open(db, checkpoint_interval=2, keep=10) as executor:
         for block in blocks:
@@ -175,7 +164,7 @@ def _peak_of(argv: list[str]) -> int:
 def test_verify_all_holds_one_checkpoint_at_a_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocks = _sim_blocks(120)
+    blocks = simulated_block_list(120)
     db = str(tmp_path / "db")
     with Executor.open(db, checkpoint_interval=15, keep=8) as executor:
         for block in blocks:
