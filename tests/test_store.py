@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ from store import (
 )
 from store import keys as K
 from store.roots import commitment_of, compute_roots, roots_of
+from tests.killing import kill_and_resume
 
 USERS = ["0x" + f"{i:040x}" for i in range(1, 7)]
 ASSETS = (1, 2)
@@ -801,30 +801,13 @@ def test_kill_9_at_random_moments(tmp_path: Path) -> None:
     crashed = tmp_path / "crashed"
     rng = random.Random(99)
     command = [sys.executable, __file__, "child", str(crashed), str(CRASH_BLOCKS)]
-    kills = 0
-    acked = 0
-    for _ in range(60):
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-        # Wait for the first acknowledged block, so the kill lands within the run however
-        # long the interpreter takes to start on a loaded machine, then kill at a random
-        # moment of the rest of the run.
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        time.sleep(rng.uniform(0.0, run_time / 3))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode in (0, -signal.SIGKILL), err.decode()
-        lines = (first + out).decode().split()
-        if lines:
-            acked = int(lines[-1])
+
+    def check(acked: int) -> None:
         with Store(str(crashed), checkpoint_interval=CRASH_INTERVAL) as store:
             assert store.head_height >= acked  # every acknowledged block survived
-        if proc.returncode == 0:
-            break
-    else:
-        pytest.fail("the child never finished")
+
+    # Random moments of the rest of the run (a resumed run is shorter than the first).
+    kills = kill_and_resume(command, [rng.uniform(0.0, run_time / 3) for _ in range(6)], check)
     assert kills >= 3
     assert summary(crashed) == summary(reference)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,9 +24,9 @@ from state_machine import OrderType
 from store import BlockRecord, OrderPlaced, Store, StoreError, blocklog
 from store.leveldb import DB
 from store.roots import compute_roots
+from tests.killing import kill_and_resume
 from tests.simulated import simulated_block_list
 
-REPO = Path(__file__).resolve().parent.parent
 BLOCKS = 120
 KILL_ATTEMPTS = 4
 
@@ -223,28 +222,14 @@ def test_kill_9_of_a_pipelined_run(tmp_path: Path) -> None:
     directory = tmp_path / "db"
     command = [sys.executable, __file__, "child", str(directory), str(BLOCKS)]
     rng = random.Random(5)
-    kills = 0
-    # A few kills at random moments, then a run left to finish: each attempt costs an
-    # interpreter start and a reopen, so more kills would only make the test slower.
-    for attempt in range(KILL_ATTEMPTS + 1):
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=REPO)
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # the first durable block: the run is under way
-        if attempt < KILL_ATTEMPTS:
-            time.sleep(rng.uniform(0.0, 0.05))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode in (0, -signal.SIGKILL), err.decode()
-        lines = (first + out).decode().split()
-        durable = int(lines[-1]) if lines else 0
+
+    def check(durable: int) -> None:
         with _open_when_free(directory) as store:
-            # Never less than what was reported durable.
-            assert durable <= store.head_height
+            assert durable <= store.head_height  # never less than what was reported durable
             store.verify_all(compute_roots)
-    assert proc.returncode == 0
+
+    delays = [rng.uniform(0.0, 0.05) for _ in range(KILL_ATTEMPTS)]
+    kills = kill_and_resume(command, delays, check)
     assert kills >= 1
     reference = Executor(checkpoint_interval=10)
     for block in simulated_block_list(BLOCKS):
