@@ -148,6 +148,13 @@ def network(tmp_path: Path) -> Iterator[Network]:
                 assert not _alive(pid), f"process {pid} survived the stop"
 
 
+def _log_tail(net: Network, index: int) -> str:
+    home = Path(net.manifest["nodes"][index]["home"])
+    with contextlib.suppress(OSError):
+        return (home / "supervisor.log").read_text()[-2000:]
+    return "(no supervisor.log)"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -362,7 +369,13 @@ def test_four_validators(network: Network, tmp_path: Path) -> None:
     killer.join()
     sender.wait_committed(0, 90)
     assert net.heights()[KILLED] == -1  # it is down
-    cli("testnet", "start", str(net.dir), "--node", str(KILLED), env=net.env)
+    supervisor = net.pids(KILLED)["supervisor"]  # it stops the pair when one dies, then exits
+    deadline = time.monotonic() + 30
+    while _alive(supervisor) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    restarted = json.loads(cli("testnet", "start", str(net.dir), "--node", str(KILLED),
+                               env=net.env).stdout)
+    assert restarted["started"] == [KILLED], (restarted, _log_tail(net, KILLED))
     top = max(net.heights())
     net.wait_heights(top, [KILLED], 120)
 

@@ -28,10 +28,10 @@ def test_readme_starts_with_the_two_commands() -> None:
     install_and_run, run_tests = fence.group(1), fence.group(2)
     assert "pip install -e '.[test]'" in install_and_run
     assert "coreledger run" in install_and_run
-    assert run_tests == "python -m pytest"
+    assert run_tests == "python -m pytest -n auto"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install -q -e '.[test]'" in ci
-    assert "\npython -m pytest" in ci
+    assert f"# README.md, command 2\n{run_tests}\n" in ci
 
 
 def test_embedding_example_runs_and_persists(
