@@ -17,12 +17,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from block_exec import Executor
 from store import Store
+from tests.directories import not_stores, rows, snapshot
 from tests.simulated import simulated_block_list
 
 pytestmark = pytest.mark.skipif(
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.skipif(
 _SCRIPT = shutil.which("coreledger")
 CLI: list[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "block_exec.cli"]
 USER = "0x" + "00" * 19 + "0a"
-Snapshot = list[tuple[str, int, bytes]]
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -41,47 +40,6 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
                           timeout=120, stdin=subprocess.DEVNULL, cwd=cwd)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
-
-
-def snapshot(path: Path) -> Snapshot:
-    """Every file and directory under `path`: relative name, mtime (ns) and bytes."""
-    if not path.exists():
-        return []
-    items = [(".", path.stat().st_mtime_ns, b"<dir>")]
-    for item in sorted(path.rglob("*")):
-        data = item.read_bytes() if item.is_file() else b"<dir>"
-        items.append((str(item.relative_to(path)), item.stat().st_mtime_ns, data))
-    return items
-
-
-def _open_leveldb(path: str) -> Any:
-    try:
-        from store import leveldb  # type: ignore[attr-defined,unused-ignore]
-
-        return leveldb.DB(path)
-    except ImportError:
-        import plyvel
-
-        return plyvel.DB(path)
-
-
-def rows(db: Path) -> list[tuple[bytes, bytes]]:
-    handle = _open_leveldb(str(db / "leveldb"))
-    try:
-        return list(handle.iterator())
-    finally:
-        handle.close()
-
-
-def not_stores(base: Path) -> list[Path]:
-    empty = base / "empty"
-    empty.mkdir()
-    other = base / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("not a store\n")
-    half = base / "half"  # a first run killed before LevelDB wrote CURRENT
-    (half / "leveldb").mkdir(parents=True)
-    return [base / "missing", empty, other, half]
 
 
 def read_only_commands(db: Path, other: Path, proof: Path) -> list[list[str | Path]]:

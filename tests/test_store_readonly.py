@@ -8,7 +8,6 @@ was; a store opened read-only keeps every row (no checkpoint written, nothing pr
 from __future__ import annotations
 
 import json
-import os
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -17,38 +16,9 @@ import pytest
 
 from block_exec import Block, Executor
 from block_exec.cli import main
-from store import Store, StoreError, leveldb
+from store import Store, StoreError
+from tests.directories import not_stores, rows, snapshot
 from tests.simulated import simulated_block_list
-
-
-def _tree(path: Path) -> list[tuple[str, bytes]]:
-    """Every file under `path` with its bytes (empty when `path` does not exist)."""
-    if not path.exists():
-        return []
-    return sorted(
-        (str(p.relative_to(path)), p.read_bytes() if p.is_file() else b"<dir>")
-        for p in path.rglob("*")
-    )
-
-
-def _rows(directory: str) -> list[tuple[bytes, bytes]]:
-    db = leveldb.DB(os.path.join(directory, "leveldb"))
-    try:
-        return list(db.iterator())
-    finally:
-        db.close()
-
-
-def _not_stores(tmp_path: Path) -> list[Path]:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("not a store\n")
-    half = tmp_path / "half"  # a first run killed before LevelDB wrote CURRENT
-    (half / "leveldb").mkdir(parents=True)
-    return [tmp_path / "missing", empty, other, half]
-
 
 OPENERS: list[tuple[str, Callable[[str], object]]] = [
     ("Store read_only", lambda d: Store(d, read_only=True)),
@@ -61,15 +31,15 @@ OPENERS: list[tuple[str, Callable[[str], object]]] = [
 def test_a_directory_that_is_not_a_store_is_refused_untouched(
     tmp_path: Path, name: str, opener: Callable[[str], object]
 ) -> None:
-    for directory in _not_stores(tmp_path):
-        before = _tree(directory)
+    for directory in not_stores(tmp_path):
+        before = snapshot(directory)
         existed = directory.exists()
         with pytest.raises(StoreError) as refused:
             opener(str(directory))
         message = str(refused.value)
         assert "\n" not in message and str(directory) in message
         assert ("no such store" in message) or ("no store yet" in message)
-        assert _tree(directory) == before, name
+        assert snapshot(directory) == before, name
         assert directory.exists() == existed
 
 
@@ -79,13 +49,13 @@ def test_a_directory_that_is_not_a_store_is_refused_untouched(
 def test_read_only_commands_leave_a_non_store_untouched(
     tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for directory in _not_stores(tmp_path):
-        before = _tree(directory)
+    for directory in not_stores(tmp_path):
+        before = snapshot(directory)
         existed = directory.exists()
         assert main([command[0], "--db", str(directory), *command[1:]]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
-        assert _tree(directory) == before and directory.exists() == existed
+        assert snapshot(directory) == before and directory.exists() == existed
 
 
 def _store_missing_its_head_checkpoint(db: str, blocks: list[Block]) -> None:
@@ -108,7 +78,7 @@ def test_read_only_open_reports_a_missing_head_checkpoint_and_writes_nothing(
     blocks = simulated_block_list(10)
     db = str(tmp_path / "db")
     _store_missing_its_head_checkpoint(db, blocks)
-    rows = _rows(db)
+    kept = rows(Path(db))
     memory = Executor(checkpoint_interval=5)
     for block in blocks:
         memory.apply_block(block)
@@ -122,11 +92,11 @@ def test_read_only_open_reports_a_missing_head_checkpoint_and_writes_nothing(
         assert main([argv[0], "--db", db, *argv[1:]]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[0])
     assert report["missing_checkpoint"] == 10 and report["height"] == 5
-    assert _rows(db) == rows  # the checkpoint was not written, nothing else either
+    assert rows(Path(db)) == kept  # the checkpoint was not written, nothing else either
     with Executor.open(db) as writer:  # only a writer writes it
         assert writer.missing_checkpoint is None
         assert writer.store is not None and writer.store.checkpoint_heights() == [5, 10]
-    assert _rows(db) != rows
+    assert rows(Path(db)) != kept
 
 
 def test_read_only_store_refuses_writes_and_does_not_prune(tmp_path: Path) -> None:
@@ -135,7 +105,7 @@ def test_read_only_store_refuses_writes_and_does_not_prune(tmp_path: Path) -> No
     with Executor.open(db, checkpoint_interval=2, keep=10) as executor:
         for block in blocks:
             executor.apply_block(block)
-    rows = _rows(db)
+    kept = rows(Path(db))
     with Store(db, read_only=True, keep=1) as store:
         assert store.read_only
         assert store.checkpoint_heights() == [2, 4, 6, 8, 10, 12]  # nothing pruned
@@ -147,7 +117,7 @@ def test_read_only_store_refuses_writes_and_does_not_prune(tmp_path: Path) -> No
             store.write_checkpoint(None)  # type: ignore[arg-type]
         with pytest.raises(StoreError, match="read-only"):
             store.append_block(None)  # type: ignore[arg-type]
-    assert _rows(db) == rows
+    assert rows(Path(db)) == kept
     with Store(db, keep=1) as store:  # a writer prunes
         assert store.checkpoint_heights() == [12]
 
