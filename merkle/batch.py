@@ -13,7 +13,7 @@ from blake3 import blake3
 from merkle.build import build_range
 from merkle.errors import MerkleError
 from merkle.hashing import EMPTY, LEAF_PREFIX, NODE_PREFIX
-from merkle.nodes import SENTINEL, Branch, H, Node, branch_hash_at, chain
+from merkle.nodes import NODE_EMPTY, SENTINEL, Branch, L, Node, R, branch_hash_at
 
 
 class Batch:
@@ -52,7 +52,7 @@ class Batch:
         ints = self.ints
         if type(node) is not tuple:
             return self.rebuild(node, depth, lo, hi)
-        bit, nid, left, right, hh = node
+        bit, nid, left, right, pre = node
         prefix = nid ^ (1 << bit)
         if bit > depth:  # a chain above the branch: do all the changes stay in its prefix?
             pk = prefix << (256 - bit)
@@ -64,18 +64,18 @@ class Batch:
             mid = bisect_left(ints, (prefix << 1 | 1) << (255 - bit), lo, hi)
             # (The single-change and no-change cases are inlined: most calls are those.)
             if mid - lo == 1:
-                nl, lh = self.merge_one(left, hh[:H], bit + 1, lo)
+                nl, lh = self.merge_one(left, pre[L], bit + 1, lo)
             elif mid == lo:
-                nl, lh = left, hh[:H]
+                nl, lh = left, pre[L]
             else:
-                nl, lh = self.merge(left, hh[:H], bit + 1, lo, mid)
+                nl, lh = self.merge(left, pre[L], bit + 1, lo, mid)
             if hi - mid == 1:
-                nr, rh = self.merge_one(right, hh[H:], bit + 1, mid)
+                nr, rh = self.merge_one(right, pre[R], bit + 1, mid)
             elif hi == mid:
-                nr, rh = right, hh[H:]
+                nr, rh = right, pre[R]
             else:
-                nr, rh = self.merge(right, hh[H:], bit + 1, mid, hi)
-            return join(nid, bit, nl, lh, nr, rh, depth)
+                nr, rh = self.merge(right, pre[R], bit + 1, mid, hi)
+            return self.join(nid, bit, nl, lh, nr, rh, depth)
         # Some change leaves the branch's prefix at bit j (< bit): a chain node at depth j
         # becomes a branch (or stays a chain node if those changes are only deletions).
         # The changes on the branch's side of bit j are merged where the branch hangs now
@@ -88,7 +88,7 @@ class Batch:
         else:
             nl, lh = move_down(*self.merge(node, nh, depth, lo, mid), j + 1)
             nr, rh = self.rebuild(None, j + 1, mid, hi)
-        return join((1 << j) | jprefix, j, nl, lh, nr, rh, depth)
+        return self.join((1 << j) | jprefix, j, nl, lh, nr, rh, depth)
 
     def rebuild(self, node: Node, depth: int, lo: int, hi: int) -> tuple[Node, bytes]:
         """Merge changes [lo, hi) into an empty subtree or a single leaf by building afresh."""
@@ -122,24 +122,32 @@ class Batch:
 
         This is the hot loop of a batch (below the top levels each change is alone in its
         subtree), hence the manual inlining. Per level of the path: one tuple read on the
-        way down; on the way up one 64-byte concatenation, one tuple and one blake3 call
-        (the spec's inner hash), and a chain only where the branch hangs above its bit.
-        Only the branches are recorded on the way down: the depth a branch hangs at is the
-        bit of the one above it plus one (`depth` for the first).
+        way down; on the way up one slice and one or two concatenations (the new 65-byte
+        preimage), one tuple and one blake3 call (the spec's inner hash), and a chain only
+        where the branch hangs above its bit. The side taken at each recorded branch and
+        the depth it hangs at are recorded beside it on the way down (cheaper than shifting
+        the 257-bit key hash again on the way up, or than `bin()` of it).
         """
         key = self.keys[i]
         kx = self.ints[i] | SENTINEL
         value = self.new[i]
         top = node
         path: list[Branch] = []
+        hangs: list[int] = []
+        sides: list[int] = []
         push = path.append
+        hpush = hangs.append
+        spush = sides.append
         hang = depth
         while type(node) is tuple:
             bit = node[0]
             if bit > hang and kx >> (256 - bit) != node[1]:
                 break
             push(node)
-            node = node[3] if (kx >> (255 - bit)) & 1 else node[2]
+            hpush(hang)
+            side = (kx >> (255 - bit)) & 1
+            spush(side)
+            node = node[3] if side else node[2]
             hang = bit + 1
         hasher = self.hasher
         up = hasher.update
@@ -173,31 +181,45 @@ class Batch:
         if new is None and j:
             # The deepest branch dissolves: its other child now hangs where the branch hung.
             j -= 1
-            bit, _, left, right, hh = path[j]
-            hang = path[j - 1][0] + 1 if j else depth
-            new, newh = (left, hh[:H]) if (kx >> (255 - bit)) & 1 else (right, hh[H:])
+            bit, _, left, right, pre = path[j]
+            hang = hangs[j]
+            new, newh = (left, pre[L]) if sides[j] else (right, pre[R])
             if type(new) is tuple:
-                newh = chain(newh, new[1], new[0], bit + 1, hang)
+                newh = self.chain(newh, new[1], new[0], bit + 1, hang)
         # Rehash the path upwards (`new` is never None from here on: the loop is the hot one).
         prefix = NODE_PREFIX
         while j:
             j -= 1
-            bit, nid, left, right, hh = path[j]
-            if (kx >> (255 - bit)) & 1:
-                hh = hh[:H] + newh
-                new = (bit, nid, left, new, hh)
+            bit, nid, left, right, pre = path[j]
+            if sides[j]:
+                pre = pre[:33] + newh
+                new = (bit, nid, left, new, pre)
             else:
-                hh = newh + hh[H:]
-                new = (bit, nid, new, right, hh)
-            up(prefix + hh)
+                pre = prefix + newh + pre[R]
+                new = (bit, nid, new, right, pre)
+            up(pre)
             newh = dg()
             rs()
-            if j:
-                if bit > path[j - 1][0] + 1:
-                    newh = chain(newh, nid, bit, bit, path[j - 1][0] + 1)
-            elif bit > depth:
-                newh = chain(newh, nid, bit, bit, depth)
+            if bit > hangs[j]:
+                newh = self.chain(newh, nid, bit, bit, hangs[j])
         return new, newh
+
+    def chain(self, h: bytes, nid: int, bit: int, top: int, hang: int) -> bytes:
+        """`merkle.nodes.chain` with this batch's hasher (no hasher object per hash)."""
+        hasher = self.hasher
+        up = hasher.update
+        dg = hasher.digest
+        rs = hasher.reset
+        j = top - 1
+        while j >= hang:
+            if (nid >> (bit - 1 - j)) & 1:
+                up(NODE_EMPTY + h)
+            else:
+                up(NODE_PREFIX + h + EMPTY)
+            h = dg()
+            rs()
+            j -= 1
+        return h
 
     def graft(
         self, node: bytes | Branch, depth: int, khi: int, leaf: bytes, lh: bytes
@@ -220,31 +242,34 @@ class Batch:
             oh = branch_hash_at(node, j + 1)
         jnid = (1 << j) | (khi >> (256 - j))
         if (khi >> (255 - j)) & 1:
-            hh = oh + lh
-            branch: Branch = (j, jnid, node, leaf, hh)
+            pre = NODE_PREFIX + oh + lh
+            branch: Branch = (j, jnid, node, leaf, pre)
         else:
-            hh = lh + oh
-            branch = (j, jnid, leaf, node, hh)
-        h = blake3(NODE_PREFIX + hh).digest()
+            pre = NODE_PREFIX + lh + oh
+            branch = (j, jnid, leaf, node, pre)
+        h = blake3(pre).digest()
         if j > depth:
-            h = chain(h, jnid, j, j, depth)
+            h = self.chain(h, jnid, j, j, depth)
         return branch, h
 
+    def join(
+        self, nid: int, bit: int, left: Node, lh: bytes, right: Node, rh: bytes, depth: int
+    ) -> tuple[Node, bytes]:
+        """The subtree hanging at `depth` whose node at `bit` has children `left`/`right`."""
+        if left is None or right is None:
+            child, ch = (right, rh) if left is None else (left, lh)
+            if type(child) is tuple:
+                return child, self.chain(ch, child[1], child[0], bit + 1, depth)
+            return child, ch  # EMPTY, or a single leaf collapsing upwards
+        pre = NODE_PREFIX + lh + rh
+        hasher = self.hasher
+        hasher.update(pre)
+        h = hasher.digest()
+        hasher.reset()
+        if bit > depth:
+            h = self.chain(h, nid, bit, bit, depth)
+        return (bit, nid, left, right, pre), h
 
-def join(
-    nid: int, bit: int, left: Node, lh: bytes, right: Node, rh: bytes, depth: int
-) -> tuple[Node, bytes]:
-    """The subtree hanging at `depth` whose node at `bit` has children `left`/`right`."""
-    if left is None or right is None:
-        child, ch = (right, rh) if left is None else (left, lh)
-        if type(child) is tuple:
-            return child, chain(ch, child[1], child[0], bit + 1, depth)
-        return child, ch  # EMPTY, or a single leaf collapsing upwards
-    hh = lh + rh
-    h = blake3(NODE_PREFIX + hh).digest()
-    if bit > depth:
-        h = chain(h, nid, bit, bit, depth)
-    return (bit, nid, left, right, hh), h
 
 
 def move_down(node: Node, h: bytes, hang: int) -> tuple[Node, bytes]:

@@ -72,10 +72,10 @@ def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
             b, left, lh, tb = pop()
             if nbit > b + 1:
                 h = chain(h, node[1], nbit, nbit, b + 1)
-            hh = lh + h
-            h = up(np_ + hh).digest()
+            pre = np_ + lh + h
+            h = up(pre).digest()
             rs()
-            node = (b, one[b] | x >> (top - b), left, node, hh)
+            node = (b, one[b] | x >> (top - b), left, node, pre)
             nbit = b
         if nbit > d + 1:
             h = chain(h, node[1], nbit, nbit, max(d + 1, 0))
@@ -225,10 +225,10 @@ def build_range(
         rh = blake3(LEAF_PREFIX + digests[mid] + blake3(values[right]).digest()).digest()
     else:
         right, rh = build_range(values, ints, digests, keys, mid, hi, bit + 1)
-    hh = lh + rh
-    h = blake3(NODE_PREFIX + hh).digest()
+    pre = NODE_PREFIX + lh + rh
+    h = blake3(pre).digest()
     nid = (1 << bit) | (first >> (256 - bit))
     if bit > depth:
         h = chain(h, nid, bit, bit, depth)
-    return (bit, nid, left, right, hh), h
+    return (bit, nid, left, right, pre), h
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from merkle.nodes import H, Node
+from merkle.nodes import L, Node, R
 from merkle.tree import SparseMerkleTree
 
 DiffEntry: TypeAlias = "tuple[bytes, bytes | None, bytes | None]"
@@ -48,9 +48,9 @@ def _diff(
         nx, ny = x[1], y[1]
         if nx == ny:
             hx, hy = x[4], y[4]
-            if hx[:H] != hy[:H]:
+            if hx[L] != hy[L]:
                 _diff(va, vb, x[2], y[2], out)
-            if hx[H:] != hy[H:]:
+            if hx[R] != hy[R]:
                 _diff(va, vb, x[3], y[3], out)
             return
         bx, by = x[0], y[0]

@@ -6,15 +6,17 @@ In-memory layout (chosen for memory per entry and for cheap batch updates):
 * `_root`, `_root_hash`: a compressed (Patricia) form of the binary tree and its hash. A node is
   - `None`: an empty subtree;
   - `bytes`: a leaf, represented by its key alone (its value is in `_values`);
-  - a tuple `(bit, nid, left, right, hh)`: a *branch*, i.e. an inner node whose two children
+  - a tuple `(bit, nid, left, right, pre)`: a *branch*, i.e. an inner node whose two children
     are both non-empty. `bit` is the depth at which its leaves split and
     `nid = (1 << bit) | prefix` packs it with the `bit` leading path bits they all share (`bit`
     is kept apart although derivable: a small int is a shared object, so the descent reads it
     without touching another cache line, and `nid` is read only where a chain must be
-    checked). `hh` is the 64-byte concatenation of the hashes of `left` and `right` at depth
-    bit + 1, i.e. the preimage of the branch's own hash minus its 0x01 prefix. The chain of
-    inner nodes with an EMPTY sibling between a branch and its parent is never stored: the
-    parent's `hh` already holds the hash at the top of it.
+    checked). `pre` is the 65-byte preimage of the branch's own hash at its bit,
+    0x01 ‖ hash of `left` ‖ hash of `right` (children at depth bit + 1): hashing a branch
+    is one call on a stored object, and a 65-byte bytes object takes the same 112-byte
+    allocator block as a 64-byte one, so the prefix byte is free. The chain of inner nodes
+    with an EMPTY sibling between a branch and its parent is never stored: the parent's
+    `pre` already holds the hash at the top of it.
 
 Keeping each child's hash in its parent means an untouched sibling (leaf or branch) never has
 to be rehashed, and a branch can be re-hung at another depth without rebuilding its tuple.
@@ -41,6 +43,11 @@ from merkle.hashing import EMPTY, HASH_SIZE, NODE_PREFIX
 
 Node: TypeAlias = "bytes | Branch | None"
 Branch: TypeAlias = "tuple[int, int, Node, Node, bytes]"
+
+L = slice(1, 1 + HASH_SIZE)
+"""`pre[L]`: the hash of a branch's left child."""
+R = slice(1 + HASH_SIZE, None)
+"""`pre[R]`: the hash of a branch's right child."""
 
 NODE_EMPTY = NODE_PREFIX + EMPTY  # preimage prefix of an inner node whose left child is EMPTY
 SENTINEL = 1 << 256  # or-ed into a key hash so that `kx >> (256 - bit)` is comparable to nid
@@ -86,5 +93,5 @@ def chain(h: bytes, nid: int, bit: int, top: int, hang: int) -> bytes:
 def branch_hash_at(node: Branch, hang: int) -> bytes:
     """Hash of a branch hanging at depth `hang` (<= its bit)."""
     bit = node[0]
-    return chain(blake3(NODE_PREFIX + node[4]).digest(), node[1], bit, bit, hang)
+    return chain(blake3(node[4]).digest(), node[1], bit, bit, hang)
 

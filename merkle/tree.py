@@ -15,7 +15,7 @@ from merkle.batch import Batch
 from merkle.build import build_all, root_of, sorted_by_path
 from merkle.errors import InvalidEntryError
 from merkle.hashing import EMPTY
-from merkle.nodes import SENTINEL, H, Node, as_bytes, branch_hash_at, without_gc
+from merkle.nodes import SENTINEL, L, Node, R, as_bytes, branch_hash_at, without_gc
 from merkle.proof import Proof, ProofKind
 
 Changes: TypeAlias = "Mapping[bytes, bytes | None] | Iterable[tuple[bytes, bytes | None]]"
@@ -245,7 +245,7 @@ class SparseMerkleTree:
         node = self._root
         depth = 0
         while type(node) is tuple:
-            bit, nid, left, right, hh = node
+            bit, nid, left, right, pre = node
             if bit > depth and kx >> (256 - bit) != nid:
                 # The key leaves the branch's prefix inside the chain above it, at bit j: its
                 # side of the chain node at depth j is EMPTY and the branch is the sibling.
@@ -256,10 +256,10 @@ class SparseMerkleTree:
             if bit > depth:
                 siblings.extend([EMPTY] * (bit - depth))
             if (kx >> (255 - bit)) & 1:
-                push(hh[:H])
+                push(pre[L])
                 node = right
             else:
-                push(hh[H:])
+                push(pre[R])
                 node = left
             depth = bit + 1
         if node is None:
