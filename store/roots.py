@@ -3,23 +3,26 @@
 A store hands its entries over sorted by key, so each namespace's entries are found by
 bisection (a book's orders are contiguous; only the balances, whose namespace is the asset
 at the end of the key, are grouped one by one): no (namespace, key, value) triple and no
-dict per entry is built. The hash-only roots of a large state are shared with a forked
-child (`PendingRoots`), which can start them while the caller rebuilds the machine.
+dict per entry is built. The hash-only roots of a large state are shared with a worker
+process (`PendingRoots`, `merkle.worker`), which can start them while the caller rebuilds
+the machine.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-import signal
+import subprocess
+import sys
+import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from operator import itemgetter, lt
-from typing import TypeAlias
+from typing import IO, TypeAlias
 
+import merkle
 from merkle import MerkleError, NamespacedCommitment
 from merkle.build import root_of, root_of_columns
+from merkle.worker import write_columns
 from state_machine import namespace_of
 from store.records import ComputeRoots, Entry, Roots
 
@@ -27,7 +30,8 @@ Columns: TypeAlias = "tuple[bytes, Sequence[bytes], Sequence[bytes]]"
 """One namespace's entries as (namespace, keys, values), keys ascending."""
 
 PARALLEL_MIN_ENTRIES = 100_000
-"""Below this many entries a second process costs more (fork, copy-on-write) than it saves."""
+"""Below this many entries a second process costs more (its start, the copy of the entries)
+than it saves."""
 
 _BALANCES = 0x01
 _ORDERS = 0x02
@@ -55,7 +59,7 @@ def compute_roots(entries: Sequence[Entry]) -> Roots:
     Hash-only (`merkle.build.root_of_columns`): no tree is built, so use it where only the
     roots are checked (verify); a caller that goes on updating builds `commitment_of`.
     With at least PARALLEL_MIN_ENTRIES entries and two CPUs the namespaces are shared
-    with a forked child (see `PendingRoots`)."""
+    with a worker process (see `PendingRoots`)."""
     return PendingRoots(compute_roots, entries).result()
 
 
@@ -63,7 +67,7 @@ def start_roots(compute: ComputeRoots, entries: Sequence[Entry]) -> PendingRoots
     """Start `compute(entries)` so that it runs while the caller rebuilds the machine.
 
     Only `compute_roots` (pure: hash-only, no side effect) of a large state on two CPUs
-    starts at once, in a forked child; any other function runs in this process when
+    starts at once, in a worker process; any other function runs in this process when
     `result()` is asked for.
     """
     return PendingRoots(compute, entries)
@@ -72,21 +76,26 @@ def start_roots(compute: ComputeRoots, entries: Sequence[Entry]) -> PendingRoots
 class PendingRoots:
     """Roots being computed: `result()` gives them, `cancel()` drops them.
 
-    For `compute_roots` of a large state on two CPUs, a forked child hashes the namespaces
-    from the first on and writes each root (32 bytes) to a pipe as soon as it has it;
-    `result()` hashes them from the last one down, reading the pipe between two, until the
-    two meet, then ends the child. So the work is shared whether or not the caller did
-    something else meanwhile (a rebuild), and a child that dies or is slow only leaves
-    more to this process: the roots are the same either way. The child only hashes data
-    it inherited (copy-on-write, with its cyclic GC off so that no collection touches the
-    heap) and leaves by `os._exit`: it touches no lock, file or store of the parent.
+    For `compute_roots` of a large state on two CPUs, a worker process (`merkle.worker`)
+    hashes the namespaces from the first on and writes each root (32 bytes) to a pipe as
+    soon as it has it; `result()` hashes them from the last one down, reading the pipe
+    between two, until the two meet, then ends the worker. So the work is shared whether or
+    not the caller did something else meanwhile (a rebuild), and a worker that dies or is
+    slow only leaves more to this process: the roots are the same either way.
+
+    The worker is a fresh interpreter started by `subprocess` (fork+exec done in C), never
+    an `os.fork` of this one: the caller may run threads (LevelDB's background compaction,
+    a node's servers), and a forked copy of a threaded process can inherit a lock some other
+    thread held (Python 3.12+ warns about it). The entries reach it through an anonymous
+    in-memory file (memfd) as its stdin: a join and a length array per column here, O(n) at
+    C speed; it reads the file mapped and touches no lock, file or store of this process.
     """
 
     def __init__(self, compute: ComputeRoots, entries: Sequence[Entry]) -> None:
         self._compute = compute
         self._entries = entries
         self._columns: list[Columns] | None = None
-        self._pid = 0
+        self._worker: subprocess.Popen[bytes] | None = None
         self._pipe = -1
         if compute is compute_roots:
             self._columns = namespace_columns(entries)
@@ -95,29 +104,26 @@ class PendingRoots:
                 and len(self._columns) >= 2
                 and len(entries) >= PARALLEL_MIN_ENTRIES
                 and _cpus() >= 2
-                and hasattr(os, "fork")
             ):
-                self._fork(self._columns)
+                self._spawn(self._columns)
 
-    def _fork(self, columns: list[Columns]) -> None:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child
-            status = 1
-            try:
-                gc.disable()
-                os.close(read_end)
-                for _, keys, values in columns:
-                    os.write(write_end, root_of_columns(keys, values))  # atomic (< PIPE_BUF)
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        os.set_blocking(read_end, False)
-        self._pid, self._pipe = pid, read_end
+    def _spawn(self, columns: list[Columns]) -> None:
+        with _anonymous_file() as file:
+            write_columns(file.fileno(), [(keys, values) for _, keys, values in columns])
+            os.lseek(file.fileno(), 0, os.SEEK_SET)
+            self._worker = subprocess.Popen(
+                [sys.executable, "-m", "merkle.worker"],
+                stdin=file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
+                env=_worker_environment(),
+            )
+        assert self._worker.stdout is not None
+        self._pipe = self._worker.stdout.fileno()
+        os.set_blocking(self._pipe, False)
 
     def result(self) -> Roots:
-        """The roots (computed here as far as no child computed them)."""
+        """The roots (computed here as far as the worker did not compute them)."""
         if self._compute is not compute_roots:
             return self._compute(self._entries)
         columns = self._columns
@@ -136,7 +142,7 @@ class PendingRoots:
         mine: dict[int, bytes] = {}
         at = len(columns) - 1
         while at >= len(received) // 32:
-            if self._pid:
+            if self._worker is not None:
                 received += self._available()
                 if at < len(received) // 32:
                     break
@@ -149,7 +155,7 @@ class PendingRoots:
         }
 
     def _available(self) -> bytes:
-        """What the child has written so far (it never blocks)."""
+        """What the worker has written so far (it never blocks)."""
         chunks = []
         while True:
             try:
@@ -157,19 +163,35 @@ class PendingRoots:
             except BlockingIOError:
                 break
             if not chunk:
-                break  # the child is done (or dead)
+                break  # the worker is done (or dead)
             chunks.append(chunk)
         return b"".join(chunks)
 
     def cancel(self) -> None:
-        """End the child (if any); idempotent."""
-        if self._pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):  # (reaped already)
-                os.waitpid(self._pid, 0)
-            os.close(self._pipe)
-            self._pid = 0
+        """End the worker (if any); idempotent."""
+        worker = self._worker
+        if worker is not None:
+            self._worker = None
+            worker.kill()  # (a no-op if it has exited)
+            worker.wait()
+            assert worker.stdout is not None
+            worker.stdout.close()
+
+
+def _anonymous_file() -> IO[bytes]:
+    """A new unnamed read-write file: in memory (memfd) where the OS has it, else temporary."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("coreledger-roots", os.MFD_CLOEXEC), "w+b", buffering=0)
+    return tempfile.TemporaryFile(buffering=0)
+
+
+def _worker_environment() -> dict[str, str]:
+    """This environment, with the directory this process imports `merkle` from first on the
+    worker's path (so it runs the same code, installed or not)."""
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(merkle.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (here, env.get("PYTHONPATH"))))
+    return env
 
 
 def _general_roots(entries: Iterable[Entry]) -> Roots:

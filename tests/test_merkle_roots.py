@@ -6,13 +6,17 @@ the same roots for any set of keys, including keys no state holds (short, unknow
 from __future__ import annotations
 
 import os
+import pathlib
+import subprocess
+import sys
+import tempfile
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import store.roots as roots_module
-from merkle.build import root_of_columns
+from merkle.worker import read_columns, write_columns
 from state_machine import namespace_of
 from store.records import Roots
 from store.roots import (
@@ -119,25 +123,30 @@ def _no_children_left() -> bool:
 
 
 @pytest.mark.usefixtures("parallel")
-def test_roots_shared_with_a_child_equal_the_reference() -> None:
+def test_roots_shared_with_a_worker_equal_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise AssertionError("os.fork with the caller's threads running")
+
+    monkeypatch.setattr(os, "fork", no_fork)
     entries = _book_entries(3000, 7)
     pending = start_roots(compute_roots, entries)
-    assert pending._pid  # forked at once, before the caller's rebuild
+    assert pending._worker is not None  # started at once, before the caller's rebuild
     assert pending.result() == _expected(entries)
     assert compute_roots(entries) == _expected(entries)
     assert _no_children_left()
 
 
 @pytest.mark.usefixtures("parallel")
-def test_a_child_that_finished_everything_leaves_nothing_to_do(
+def test_a_worker_that_finished_everything_leaves_nothing_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     entries = _book_entries(400, 4)
     pending = start_roots(compute_roots, entries)
-    os.waitpid(pending._pid, 0)  # the child is done: all its roots are in the pipe
+    assert pending._worker is not None
+    assert pending._worker.wait() == 0  # done: all its roots are in the pipe
 
     def no_hashing_here(keys: object, values: object) -> bytes:
-        raise AssertionError("the parent hashed a namespace the child had done")
+        raise AssertionError("the caller hashed a namespace the worker had done")
 
     monkeypatch.setattr(roots_module, "root_of_columns", no_hashing_here)
     assert pending.result() == _expected(entries)
@@ -145,24 +154,24 @@ def test_a_child_that_finished_everything_leaves_nothing_to_do(
 
 
 @pytest.mark.usefixtures("parallel")
-def test_a_failing_child_is_made_up_for_by_the_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_worker_is_made_up_for_by_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     entries = _book_entries(600, 5)
-    parent = os.getpid()
 
-    def dies_in_child(ks: object, vs: object) -> bytes:
-        if os.getpid() != parent:
-            raise RuntimeError("child failure")
-        return root_of_columns(ks, vs)  # type: ignore[arg-type]
+    def unreadable(fd: int, columns: object) -> None:
+        os.write(fd, b"\xff" * 12)  # the worker fails to read it and exits 1, silently
 
-    monkeypatch.setattr(roots_module, "root_of_columns", dies_in_child)
-    assert compute_roots(entries) == _expected(entries)
+    monkeypatch.setattr(roots_module, "write_columns", unreadable)
+    pending = start_roots(compute_roots, entries)
+    assert pending._worker is not None
+    assert pending._worker.wait() != 0
+    assert pending.result() == _expected(entries)
     assert _no_children_left()
 
 
 @pytest.mark.usefixtures("parallel")
-def test_cancel_ends_the_child() -> None:
+def test_cancel_ends_the_worker() -> None:
     pending = start_roots(compute_roots, _book_entries(300, 3))
-    assert pending._pid
+    assert pending._worker is not None
     pending.cancel()
     pending.cancel()
     assert _no_children_left()
@@ -177,12 +186,40 @@ def test_other_root_functions_run_here_when_asked() -> None:
 
     entries = _book_entries(50, 2)
     pending = start_roots(counting, entries)
-    assert calls == [] and not pending._pid
+    assert calls == [] and pending._worker is None
     assert pending.result() == _expected(entries)
     assert calls == [1]
 
 
 def test_small_states_stay_in_one_process() -> None:
     pending = start_roots(compute_roots, _book_entries(100, 3))
-    assert not pending._pid
+    assert pending._worker is None
     assert pending.result() == _expected(_book_entries(100, 3))
+
+
+def test_the_worker_file_layout_round_trips() -> None:
+    columns = [
+        ([b"", b"a", b"bc" * 40], [b"v", b"", b"\x00" * 70]),
+        ([], []),
+        ([bytes([i]) * (i % 5) + bytes([i]) for i in range(256)], [bytes([i]) for i in range(256)]),
+    ]
+    with tempfile.TemporaryFile(buffering=0) as file:
+        write_columns(file.fileno(), columns)
+        file.seek(0)
+        data = file.read()
+    assert list(read_columns(data)) == columns
+
+
+def test_the_worker_writes_each_columns_root(tmp_path: pathlib.Path) -> None:
+    columns = [
+        ([b"k%d" % i for i in range(n)], [b"v%d" % (i * n) for i in range(n)]) for n in (1, 7, 300)
+    ]
+    path = tmp_path / "columns"
+    with open(path, "w+b", buffering=0) as file:
+        write_columns(file.fileno(), columns)
+        file.seek(0)
+        out = subprocess.run(
+            [sys.executable, "-m", "merkle.worker"], stdin=file, capture_output=True, check=True
+        ).stdout
+    expected = [smt.root(dict(zip(keys, values, strict=True))) for keys, values in columns]
+    assert [out[i : i + 32] for i in range(0, len(out), 32)] == expected
