@@ -33,12 +33,17 @@ block 71 ms): the fold (changed entries encoded by the core, grouped) 16 ms; the
 batch updates 55 ms, of which the spec's ~19,800 blake3 calls (about 10 per change: the
 path below the shared top levels plus the leaf) are 8.4 ms when timed alone
 (`blake3_floor_ms`, 0.3-0.4 us per call from Python). The rest is CPython work per node of
-each changed path, ~2.5 us per level: reading the branch tuple and its child-hash bytes (a
-cache miss each in a 700 MB heap), building the new 64-byte preimage and the new tuple,
-three hasher calls, and freeing the old tuple and bytes. The batch loop is already inlined
-(merge_one); a worker process per half of the namespaces would at best halve the 55 ms
-(2 cores), leaving ~45 ms with the fold. Beyond that needs the batch merge compiled (C or
-Rust over a flat node array: the same 19,800 hashes at ~0.1 us, ~3-5 ms per block).
+each changed path: reading the branch tuple and its preimage bytes (a cache miss each in a
+700 MB heap), building the new 65-byte preimage and the new tuple, three hasher calls, and
+freeing the old tuple and bytes. Counted by callgrind (10 such blocks over 100,000 entries,
+138 M instructions per block, ~7,000 per hash): the blake3 binding ~2,000 per hash
+(update ~870 and digest ~900 through pyo3's argument and buffer handling; the compression
+itself ~750), freeing the replaced tuples and bytes 12%, the bytecode loop 27%, the rest
+allocation, concatenation and int work. The batch loop is already inlined (merge_one); a
+worker process per half of the namespaces would at best halve the tree part (2 cores).
+Beyond that needs the batch merge compiled (C or Rust over a flat node array: the same
+~19,800 compressions at ~750 instructions and ~50 of bookkeeping per node, ~15 M
+instructions instead of 138 M, ~3-5 ms per block with the cache misses).
 
 Of a 1,000,000-entry build, ~1.1 s is the 4,000,000 blake3 calls the spec requires (key,
 value and leaf hash per entry, ~1.4 inner nodes per entry), ~0.4 s the sort, ~0.4 s the

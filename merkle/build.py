@@ -22,10 +22,22 @@ _ONE = [1 << b for b in range(257)]
 
 
 def sorted_by_path(keys: list[bytes]) -> tuple[list[int], list[bytes], list[bytes]]:
-    """(path ints, key hashes, keys) of `keys`, sorted by path."""
-    b3 = blake3
+    """(path ints, key hashes, keys) of `keys`, sorted by path.
+
+    One reused hasher: a new blake3 object per key costs a 1.9 KB allocation and copy more
+    than the hash itself (callgrind: ~1,500 instructions per key).
+    """
+    hasher = blake3()
+    up = hasher.update
+    dg = hasher.digest
+    rs = hasher.reset
     from_bytes = int.from_bytes
-    digests = [b3(k).digest() for k in keys]
+    digests: list[bytes] = []
+    push = digests.append
+    for k in keys:
+        up(k)
+        push(dg())
+        rs()
     ints = [from_bytes(d, "big") for d in digests]
     order = sorted(range(len(keys)), key=ints.__getitem__)
     return [ints[i] for i in order], [digests[i] for i in order], [keys[i] for i in order]
