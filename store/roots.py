@@ -108,16 +108,21 @@ class PendingRoots:
                 self._spawn(self._columns)
 
     def _spawn(self, columns: list[Columns]) -> None:
-        with _anonymous_file() as file:
-            write_columns(file.fileno(), [(keys, values) for _, keys, values in columns])
-            os.lseek(file.fileno(), 0, os.SEEK_SET)
-            self._worker = subprocess.Popen(
-                [sys.executable, "-m", "merkle.worker"],
-                stdin=file,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
-                env=_worker_environment(),
-            )
+        """Start the worker; if it cannot start (no memory, no process left, no file), this
+        process computes every root itself."""
+        try:
+            with _anonymous_file() as file:
+                write_columns(file.fileno(), [(keys, values) for _, keys, values in columns])
+                os.lseek(file.fileno(), 0, os.SEEK_SET)
+                self._worker = subprocess.Popen(
+                    [sys.executable, "-m", "merkle.worker"],
+                    stdin=file,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
+                    env=_worker_environment(),
+                )
+        except OSError:
+            return
         assert self._worker.stdout is not None
         self._pipe = self._worker.stdout.fileno()
         os.set_blocking(self._pipe, False)

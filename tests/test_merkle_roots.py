@@ -169,6 +169,20 @@ def test_a_failing_worker_is_made_up_for_by_the_caller(monkeypatch: pytest.Monke
 
 
 @pytest.mark.usefixtures("parallel")
+def test_a_worker_that_cannot_start_leaves_all_to_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise OSError("no process left")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    entries = _book_entries(500, 4)
+    pending = start_roots(compute_roots, entries)
+    assert pending._worker is None
+    assert pending.result() == _expected(entries)
+
+
+@pytest.mark.usefixtures("parallel")
 def test_cancel_ends_the_worker() -> None:
     pending = start_roots(compute_roots, _book_entries(300, 3))
     assert pending._worker is not None
