@@ -32,8 +32,11 @@ import struct
 import subprocess
 import sys
 from array import array
+from itertools import chain
+from operator import itemgetter
 
 from block_exec.types import Block, BlockResult, Limit
+from state_machine import Cancellation, Fill
 from store import StoreError
 from store.records import MARKET_TIF
 
@@ -47,18 +50,25 @@ PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: a megabyte of blocks in flight, if the syst
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
+# The packed fields of a Fill (asset, maker_order_id, taker_order_id, price, size,
+# taker_side), its users (maker, taker), and of a Cancellation (order_id, reason, size).
+_FILL_NUMBERS = itemgetter(0, 1, 2, 5, 6, 7)
+_FILL_USERS = itemgetter(3, 4)
+_CANCEL_NUMBERS = itemgetter(0, 6, 5)
+
+
 def history_sidecar(block: Block, result: BlockResult) -> tuple[bytes, bytes]:
     """A block's history events as `u64` integers and the users they name (ASCII), the
     layout of `store.PackedHistory`, for the writer to build the history rows from.
 
     Cheaper here than decoding the block's CBOR there (cbor2 took 0.4 ms a block).
-    Cost: O(txs + fills + cancellations), a few tuple extends each.
+    Cost: O(txs + fills + cancellations): one Python step per tx and per order; the fills
+    and cancellations (named tuples) are picked apart by `itemgetter` in C.
     """
     orders: list[int] = []
-    fills: list[int] = []
-    cancels: list[int] = []
     users: list[str] = []  # the orders' users, then the fills'
-    fill_users: list[str] = []
+    fills: list[Fill] = []
+    cancels: list[Cancellation] = []
     for tx, receipt in zip(block.txs, result.receipts, strict=True):
         order_id = receipt.order_id
         if order_id is not None:
@@ -67,18 +77,15 @@ def history_sidecar(block: Block, result: BlockResult) -> tuple[bytes, bytes]:
                 orders += (order_id, tx.asset, tx.side, tx.tif, tx.price, tx.size)
             else:
                 orders += (order_id, tx.asset, tx.side, MARKET_TIF, 0, tx.size)  # type: ignore[union-attr]
-            for f in receipt.fills:
-                fills += (f.asset, f.maker_order_id, f.taker_order_id, f.price, f.size,
-                          f.taker_side)
-                fill_users += (f.maker, f.taker)
+            if receipt.fills:
+                fills += receipt.fills
         if receipt.cancellations:
-            for c in receipt.cancellations:
-                cancels += (c.order_id, c.reason, c.size)
-    numbers = array("Q", (len(orders) // 6, len(fills) // 6, len(cancels) // 3))
+            cancels += receipt.cancellations
+    numbers = array("Q", (len(orders) // 6, len(fills), len(cancels)))
     numbers.extend(orders)
-    numbers.extend(fills)
-    numbers.extend(cancels)
-    users += fill_users
+    numbers.extend(chain.from_iterable(map(_FILL_NUMBERS, fills)))
+    numbers.extend(chain.from_iterable(map(_CANCEL_NUMBERS, cancels)))
+    users += chain.from_iterable(map(_FILL_USERS, fills))
     return numbers.tobytes(), "".join(users).encode()
 
 

@@ -110,11 +110,16 @@ def _packed_history_rows(
         n_orders + 2 * n_fills
     ):
         raise StoreError(f"block {height}: malformed packed history")
+    # Each user slot's 20 bytes, decoded once per distinct user of the block.
     user_raw: dict[str, bytes] = {}
+    owners: list[bytes] = []
     for i in range(0, len(users), 42):
         user = users[i : i + 42]
-        if user not in user_raw:
-            user_raw[user] = codec.user_bytes(user)
+        raw = user_raw.get(user)
+        if raw is None:
+            raw = user_raw[user] = codec.user_bytes(user)
+        owners.append(raw)
+    numbers = list(numbers)  # an array's slices would build arrays, then ints from them
     at_height = codec.uint_head(height)
     uint, small, crc32 = codec.uint_head, codec.SMALL_UINT, zlib.crc32
     # Value heads: CBOR array of 8 with the user's byte-string head; the order type with
@@ -129,7 +134,7 @@ def _packed_history_rows(
         at += 6
         if order_id < 1:
             K.check_u64("order id", order_id, 1)
-        owner = user_raw[users[42 * i : 42 * i + 42]]
+        owner = owners[i]
         oid = order_id.to_bytes(8, "big")
         payload = b"".join((
             order_head, owner, small[asset] if asset < 256 else uint(asset), small[side],
@@ -138,13 +143,13 @@ def _packed_history_rows(
         ))
         add((order_table + oid, crc32(payload).to_bytes(4, "big") + payload))
         add((user_order + owner + oid, b""))
-    u = 42 * n_orders
+    u = n_orders
     for _ in range(n_fills):
         asset, maker_id, taker_id, price, size, side = numbers[at : at + 6]
         at += 6
-        maker = user_raw[users[u : u + 42]]
-        taker = user_raw[users[u + 42 : u + 84]]
-        u += 84
+        maker = owners[u]
+        taker = owners[u + 1]
+        u += 2
         fill_size = size.to_bytes(8, "big")
         seq_bytes = seq.to_bytes(8, "big")
         payload = b"".join((
