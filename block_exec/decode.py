@@ -215,7 +215,7 @@ def block_from_obj(obj: object, where: str) -> Block:
             if type(d) is not dict:
                 break
             op = d.get("op")
-            keys = d.keys()
+            keys = len(d)
             u = d.get("user")
             known = users.get(u) if type(u) is str else None
             if known is None:
@@ -224,13 +224,13 @@ def block_from_obj(obj: object, where: str) -> Block:
                     break
             user, piece = known
             asset = d.get("asset")
-            # The key set: a dict of n keys holding the n names read below is exactly
-            # those (a missing name is None from `get`, or a KeyError, and fails): one
-            # `len` instead of a set comparison.
+            # The key set: a dict of n keys (`keys`) holding the n names read below is
+            # exactly those (a missing name is None from `get`, or a KeyError, and
+            # fails): one `len` instead of a set comparison.
             if op == "limit":
-                if len(keys) == 7:
+                if keys == 7:
                     tif = _TIFS.get(d["tif"])
-                elif len(keys) == 6 and "tif" not in keys:
+                elif keys == 6 and "tif" not in d:
                     tif = Tif.GTC
                 else:
                     break
@@ -254,7 +254,7 @@ def block_from_obj(obj: object, where: str) -> Block:
             if op == "cancel":
                 oid = d.get("order_id")
                 if (
-                    len(keys) == 4
+                    keys == 4
                     and type(oid) is int and 0 < oid <= MAX_AMOUNT
                     and type(asset) is int and 0 < asset <= MAX_ASSET
                 ):
@@ -269,7 +269,7 @@ def block_from_obj(obj: object, where: str) -> Block:
                 size = d.get("size")
                 side = sides.get(d.get("side", ""))
                 if (
-                    len(keys) == 5
+                    keys == 5
                     and type(size) is int and 0 < size <= MAX_AMOUNT
                     and type(asset) is int and 0 < asset <= MAX_ASSET
                     and side is not None
@@ -284,7 +284,7 @@ def block_from_obj(obj: object, where: str) -> Block:
             if op == "deposit" or op == "withdraw":
                 amount = d.get("amount")
                 if (
-                    len(keys) == 4
+                    keys == 4
                     and type(amount) is int and 0 < amount <= MAX_AMOUNT
                     and type(asset) is int and 0 <= asset <= MAX_ASSET
                 ):
@@ -353,18 +353,25 @@ def decode_json_block(line: str | bytes, where: str = "block") -> Block:
     meets first (bad JSON and duplicate keys before schema errors).
     """
     try:
-        text = line.decode("utf-8") if isinstance(line, bytes) else line
-    except UnicodeDecodeError as exc:
-        _fail(where, f"bad JSON: not UTF-8 ({exc.reason} at byte {exc.start})")
-    try:
-        obj = orjson.loads(text)
+        # orjson reads bytes directly (and refuses what is not UTF-8, which the strict
+        # parse then names): no str copy of the line on the fast path.
+        obj = orjson.loads(line)
         block = block_from_obj(obj, where)
     except (ValueError, RecursionError, BlockDecodeError):
-        return block_from_obj(_parse_strict(text, where), where)
-    if text.count(":") != 3 + sum(map(len, obj["txs"])):
-        _parse_strict(text, where)  # names the duplicate key
+        return block_from_obj(_parse_strict(_line_text(line, where), where), where)
+    # A ':' byte is the ':' character in UTF-8 (every byte of a longer sequence is >= 0x80).
+    separators = line.count(b":") if isinstance(line, bytes) else line.count(":")
+    if separators != 3 + sum(map(len, obj["txs"])):
+        _parse_strict(_line_text(line, where), where)  # names the duplicate key
         _fail(where, "bad JSON: duplicate key")
     return block
+
+
+def _line_text(line: str | bytes, where: str) -> str:
+    try:
+        return line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as exc:
+        _fail(where, f"bad JSON: not UTF-8 ({exc.reason} at byte {exc.start})")
 
 
 # -- CBOR ---------------------------------------------------------------------------
