@@ -365,20 +365,23 @@ def receipt_json(receipt: Receipt) -> str:
     text; any other goes through orjson. Tests compare both ways with `json.dumps` of
     the object over generated blocks.
     """
-    if not receipt.ok:
-        text = _REJECTED.get(receipt.error)  # type: ignore[arg-type]
+    # One unpacking instead of an attribute lookup per field (a named tuple's attribute
+    # goes through the generic lookup: a third of this function's cost).
+    ok, error, order_id, fills, resting, canceled, _ = receipt
+    if not ok:
+        text = _REJECTED.get(error)  # type: ignore[arg-type]
         if text is not None:
             return text
-    elif receipt.order_id is not None:
-        if not receipt.fills and not receipt.canceled:
-            if receipt.resting is not None:
-                return (f'{{"ok":true,"order_id":{receipt.order_id},"fills":[],'
-                        f'"resting":{receipt.resting},"canceled":[]}}')
-            return f'{{"ok":true,"order_id":{receipt.order_id},"fills":[],"canceled":[]}}'
-    elif not receipt.canceled:
+    elif order_id is not None:
+        if not fills and not canceled:
+            if resting is not None:
+                return (f'{{"ok":true,"order_id":{order_id},"fills":[],'
+                        f'"resting":{resting},"canceled":[]}}')
+            return f'{{"ok":true,"order_id":{order_id},"fills":[],"canceled":[]}}'
+    elif not canceled:
         return '{"ok":true}'
-    elif len(receipt.canceled) == 1:
-        return f'{{"ok":true,"canceled":[{receipt.canceled[0]}]}}'
+    elif len(canceled) == 1:
+        return f'{{"ok":true,"canceled":[{canceled[0]}]}}'
     return orjson.dumps(receipt_to_json_obj(receipt)).decode()
 
 

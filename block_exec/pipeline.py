@@ -70,17 +70,17 @@ def history_sidecar(block: Block, result: BlockResult) -> tuple[bytes, bytes]:
     fills: list[Fill] = []
     cancels: list[Cancellation] = []
     for tx, receipt in zip(block.txs, result.receipts, strict=True):
-        order_id = receipt.order_id
+        _, _, order_id, receipt_fills, _, _, cancellations = receipt  # no attribute lookups
         if order_id is not None:
             users.append(tx.user)
             if type(tx) is Limit:
                 orders += (order_id, tx.asset, tx.side, tx.tif, tx.price, tx.size)
             else:
                 orders += (order_id, tx.asset, tx.side, MARKET_TIF, 0, tx.size)  # type: ignore[union-attr]
-            if receipt.fills:
-                fills += receipt.fills
-        if receipt.cancellations:
-            cancels += receipt.cancellations
+            if receipt_fills:
+                fills += receipt_fills
+        if cancellations:
+            cancels += cancellations
     numbers = array("Q", (len(orders) // 6, len(fills), len(cancels)))
     numbers.extend(orders)
     numbers.extend(chain.from_iterable(map(_FILL_NUMBERS, fills)))
