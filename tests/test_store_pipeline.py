@@ -18,12 +18,12 @@ import pytest
 from block_exec import Executor
 from block_exec.executor import ExecutorBroken
 from block_exec.pipeline import history_sidecar
-from block_exec.store_writer import decode_block
 from block_exec.types import Block, Limit, Market, Tx
 from state_machine import OrderType
 from store import BlockRecord, OrderPlaced, Store, StoreError, blocklog
 from store.leveldb import DB
 from store.roots import compute_roots
+from store.writer import decode_block
 from tests.killing import kill_and_resume
 from tests.simulated import simulated_block_list
 
@@ -105,7 +105,7 @@ def _placed(order_id: int, tx: Tx) -> OrderPlaced:
 
 
 def _head(block: Block, result: object, history: bytes, users: bytes) -> bytes:
-    from block_exec.pipeline import BLOCK_HEAD
+    from store.pipe import BLOCK_HEAD
 
     block_bytes = result.block_bytes  # type: ignore[attr-defined]
     return BLOCK_HEAD.pack(block.height, block.time, result.block_hash,  # type: ignore[attr-defined]

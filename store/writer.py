@@ -1,10 +1,12 @@
 """The store writer process of a pipelined executor (`block_exec.pipeline` is the other
-end): it owns the LevelDB store while the executor applies blocks, builds each handed-over
-block's `BlockRecord` from its bytes and writes the blocks that have arrived in one atomic
-batch, then acknowledges the height they reach (spec/store.md, "Pipelined writing").
+end, `store.pipe` the wire): it owns the LevelDB store while the executor applies blocks,
+builds each handed-over block's `BlockRecord` from its bytes and writes the blocks that
+have arrived in one atomic batch, then acknowledges the height they reach (spec/store.md,
+"Pipelined writing"). It lives in `store` so that its process imports `store` alone, never
+`block_exec` (about a fifth of the import time).
 
-Run as `python -m block_exec.store_writer CMD_FD ACK_FD LOCK_FD DIRECTORY INTERVAL KEEP
-SYNC`, by `pipeline.StoreWriter` only. It never prints: a failure is one `E` frame (one
+Run as `python -m store.writer CMD_FD ACK_FD LOCK_FD DIRECTORY INTERVAL KEEP SYNC`, by
+`block_exec.pipeline.StoreWriter` only. It never prints: a failure is one `E` frame (one
 line) to the executor, then exit status 1. It dies with its parent (PR_SET_PDEATHSIG on
 Linux) or exits at end-of-file on its command pipe, so a killed run leaves no writer
 holding the directory's lock: the store then holds a prefix of the blocks handed over,
@@ -21,8 +23,9 @@ import sys
 from array import array
 from collections.abc import Sequence
 
-from block_exec.pipeline import BLOCK_HEAD, U64, FrameReader, frame, write_all
-from store import BlockRecord, Checkpoint, PackedHistory, Roots, Store
+from store.database import Store
+from store.pipe import BLOCK_HEAD, U64, FrameReader, frame, write_all
+from store.records import BlockRecord, Checkpoint, PackedHistory, Roots
 
 
 def _die_with_parent() -> None:
