@@ -21,6 +21,7 @@ from block_exec.errors import BlockSchemaError, field_named
 from block_exec.types import Block, Cancel, Deposit, Limit, Market, Receipt, Tx, Withdraw
 from state_machine import ERROR_CODES, MAX_AMOUNT, MAX_ASSET, Side, Tif
 from state_machine.types import SIDE_NAMES, TIF_NAMES
+from state_machine.values import cbor_head
 
 MAX_U64 = 2**64 - 1
 
@@ -31,19 +32,7 @@ _GOOD_USERS: dict[str, None] = {}
 _GOOD_USERS_MAX = 1 << 16
 
 
-def _uint_slow(n: int) -> bytes:
-    if n < 24:
-        return bytes((n,))
-    if n < 0x100:
-        return bytes((0x18, n))
-    if n < 0x10000:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
-
-
-_UINT_TABLE = tuple(_uint_slow(n) for n in range(1 << 16))
+_UINT_TABLE = tuple(cbor_head(0, n) for n in range(1 << 16))
 
 
 def cbor_uint(n: int) -> bytes:
@@ -105,8 +94,7 @@ def user_piece(user: str) -> bytes:
 
 
 def _array_head(n: int) -> bytes:
-    head = cbor_uint(n)
-    return bytes((head[0] | 0x80,)) + head[1:]
+    return cbor_head(4, n)
 
 
 def encode_tx(tx: Tx) -> bytes:

@@ -18,7 +18,10 @@ import cbor2
 _MAX_U64 = 2**64 - 1
 
 
-def _head(major: int, n: int) -> bytes:
+def cbor_head(major: int, n: int) -> bytes:
+    """The shortest CBOR head of major type `major` (0 unsigned int, 2 byte string, 4
+    array, ...) with argument 0 <= n <= 2^64-1: the project's one writer of CBOR heads
+    (the encoders of blocks and of snapshot chunks use it too)."""
     base = major << 5
     if n < 24:
         return bytes((base | n,))
@@ -32,7 +35,7 @@ def _head(major: int, n: int) -> bytes:
 
 
 # The encodings of the integers below 4096 (order sizes and small balances), ~150 kB.
-_SMALL = tuple(_head(0, n) for n in range(1 << 12))
+_SMALL = tuple(cbor_head(0, n) for n in range(1 << 12))
 
 
 def uint(n: int) -> bytes:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import blake3
 import cbor2
 
+from state_machine.values import cbor_head
 from store.errors import StoreError
 from store.records import Entry
 
@@ -44,19 +45,6 @@ _U64 = 2**64 - 1
 
 class SnapshotFormatError(StoreError):
     """Bytes that are not a well-formed format-1 snapshot chunk or metadata."""
-
-
-def _head(major: int, length: int) -> bytes:
-    """The shortest CBOR head of `major` type (0x40 bytes, 0x80 array) for `length`."""
-    if length < 24:
-        return bytes((major | length,))
-    if length < 0x100:
-        return bytes((major | 24, length))
-    if length < 0x10000:
-        return bytes((major | 25,)) + length.to_bytes(2, "big")
-    if length < 0x100000000:
-        return bytes((major | 26,)) + length.to_bytes(4, "big")
-    return bytes((major | 27,)) + length.to_bytes(8, "big")
 
 
 def _head_size(length: int) -> int:
@@ -75,7 +63,7 @@ def entry_size(key: bytes, value: bytes) -> int:
 
 
 def encode_entry(key: bytes, value: bytes) -> bytes:
-    return b"\x82" + _head(0x40, len(key)) + key + _head(0x40, len(value)) + value
+    return b"\x82" + cbor_head(2, len(key)) + key + cbor_head(2, len(value)) + value
 
 
 def check_chunk_limit(limit: int) -> int:
