@@ -72,7 +72,7 @@ _HEIGHT = _text("height")
 
 
 # The pieces the decoder builds a block's CBOR from while it checks the block (see
-# `decode.block_from_obj`): per tx, a head up to the first varying field, then the
+# `blockobj.block_from_obj`): per tx, a head up to the first varying field, then the
 # fields, with the user's piece `USER_KEY + user + ASSET_KEY` cached per user.
 LIMIT_HEADS = tuple(
     tuple(_LIMIT + _TIF[tif] + _SIDE_K + _SIDE[side] + _SIZE for side in Side) for tif in Tif

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from block_exec.decode import _keys_problem, _normalize_user, _parse_strict, _show
+from block_exec.blockobj import _keys_problem, _normalize_user, _show
+from block_exec.decode import _parse_strict
 from block_exec.errors import BlockDecodeError, BlockError
 from state_machine import MAX_AMOUNT, MAX_ASSET, Address, CoreStateMachine
 

@@ -25,13 +25,8 @@ import cbor2
 from coincurve import PrivateKey, PublicKey
 from Crypto.Hash import keccak
 
-from block_exec.decode import (
-    _keys_problem,
-    _parse_strict,
-    _show,
-    _tx_problem,
-    block_from_obj,
-)
+from block_exec.blockobj import _keys_problem, _show, _tx_problem, block_from_obj
+from block_exec.decode import _parse_strict
 from block_exec.encode import MAX_U64, cbor_uint, encode_tx, tx_schema_error
 from block_exec.errors import BlockDecodeError, BlockError
 from block_exec.types import Deposit, Tx

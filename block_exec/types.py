@@ -133,7 +133,7 @@ class Block:
     height: int
     time: int  # milliseconds; never goes backwards
     txs: tuple[Tx, ...]
-    # The block's canonical CBOR, set only by the decoder (`decode.py`), which has checked
+    # The block's canonical CBOR, set only by the decoder (`blockobj.py`), which has checked
     # the whole schema and built these bytes on the way; empty for a block built any
     # other way (then `encode.encode_block_checked` checks and encodes it). Not a
     # constructor argument, so `Block(...)` and `dataclasses.replace` never carry bytes

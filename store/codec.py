@@ -23,6 +23,7 @@ from state_machine.types import (
     Side,
     Tif,
 )
+from state_machine.values import cbor_head
 from store.errors import CorruptStore
 from store.records import Canceled, CheckpointInfo, OrderPlaced, Roots, StoreBase, StoredBlock
 
@@ -81,23 +82,20 @@ def user_bytes(user: str) -> bytes:
 # are exactly cbor2's (tests/test_store_codec.py checks them against cbor2 for every shape
 # and integer width); anything outside these shapes goes through cbor2.
 
-_SMALL_UINT = tuple(
-    bytes((n,)) if n < 24 else b"\x18" + bytes((n,)) for n in range(256)
-)
+_MAX_U64 = 2**64 - 1
+_SMALL_UINT = tuple(cbor_head(0, n) for n in range(256))
 _ADDRESS_HEAD = b"\x54"  # a byte string of 20
 _NULL = b"\xf6"
 
 
 def _uint(n: int) -> bytes:
-    """The CBOR encoding of 0 <= n <= 2^64-1 (shortest form), as cbor2 writes it."""
-    if n < 256:
-        return _SMALL_UINT[n] if n >= 0 else cbor2.dumps(n)
-    if n < 0x10000:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return b"\x1a" + n.to_bytes(4, "big")
-    if n < 0x10000000000000000:
-        return b"\x1b" + n.to_bytes(8, "big")
+    """The CBOR encoding of an integer as cbor2 writes it: 0 <= n <= 2^64-1 by
+    `state_machine.values.cbor_head` (the project's one writer of CBOR heads; the 256
+    smallest from a table), a negative or a bignum by cbor2."""
+    if 0 <= n < 256:
+        return _SMALL_UINT[n]
+    if 0 <= n <= _MAX_U64:
+        return cbor_head(0, n)
     return cbor2.dumps(n)
 
 
@@ -318,10 +316,7 @@ def cancel_value(reason: int, size: int, height: bytes) -> bytes:
     return _framed(b"\x83" + _SMALL_UINT[reason] + _uint(size) + height)
 
 
-def uint_head(n: int) -> bytes:
-    """The CBOR of 0 <= n <= 2^64-1, as the row encoders write it."""
-    return _uint(n)
-
+uint_head = _uint  # the CBOR of 0 <= n <= 2^64-1, as the row encoders write it
 
 NULL = _NULL
 SMALL_UINT = _SMALL_UINT
