@@ -143,3 +143,28 @@ def test_a_database_written_by_one_binding_reads_the_same_in_the_other(tmp_path:
         assert list(db.iterator(prefix=b"\x01", include_value=False))[-1] == b"\x01\xff"
         assert db.get(b"\x00head") == b"v\x00head"
         db.close()
+
+
+def _table_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.ldb"))
+
+
+def _put_zeros(db: Any) -> None:
+    for i in range(200):
+        db.put(b"\x30" + i.to_bytes(4, "big"), bytes(4096))
+
+
+def test_the_store_writes_table_blocks_uncompressed(tmp_path: Path) -> None:
+    """`store.leveldb.COMPRESSION` (None) reaches LevelDB: 200 rows of 4 KB of zeros take
+    their full size in the table file a clean close's flush writes; through a database
+    with Snappy on (LevelDB's default) the same rows shrink to a few kilobytes."""
+    from store import Store
+
+    with Store(str(tmp_path / "store")) as store:
+        _put_zeros(store._db)
+    snappy = leveldb.DB(str(tmp_path / "snappy"), create_if_missing=True)
+    _put_zeros(snappy)
+    leveldb.flush_memtable(snappy)
+    snappy.close()
+    assert _table_bytes(tmp_path / "store" / "leveldb") >= 200 * 4096
+    assert _table_bytes(tmp_path / "snappy") < 200 * 4096 // 10
