@@ -13,7 +13,7 @@ from blake3 import blake3
 from merkle.build import build_range
 from merkle.errors import MerkleError
 from merkle.hashing import EMPTY, LEAF_PREFIX, NODE_PREFIX
-from merkle.nodes import NODE_EMPTY, SENTINEL, Branch, L, Node, R, branch_hash_at
+from merkle.nodes import NODE_EMPTY, SENTINEL, Branch, L, Node, R, branch_hash_at, nid_of
 
 
 class Batch:
@@ -21,24 +21,25 @@ class Batch:
 
     `ints`, `digests` and `keys` are parallel lists sorted by key hash; a key's new value is
     `new[i]` (None: absent). Every method returns `(node, hash)`: the new subtree and
-    its hash at the depth where it hangs.
+    its hash at the depth where it hangs. No value outside the batch is read (a tree may keep
+    none): an existing leaf's hash is the one its parent's preimage holds. `added` counts the
+    entries inserted minus those deleted.
     """
 
-    __slots__ = ("digests", "hasher", "ints", "keys", "new", "values")
+    __slots__ = ("added", "digests", "hasher", "ints", "keys", "new")
 
     def __init__(
         self,
-        values: dict[bytes, bytes],
         ints: list[int],
         digests: list[bytes],
         keys: list[bytes],
         new: list[bytes | None],
     ) -> None:
-        self.values = values
         self.ints = ints
         self.digests = digests
         self.keys = keys
         self.new = new
+        self.added = 0
         # One hasher reused (update, digest, reset) for the hot paths: cheaper than a new one
         # per hash, and private to this batch, so no state is shared between threads.
         self.hasher = blake3()
@@ -51,17 +52,18 @@ class Batch:
             return node, nh
         ints = self.ints
         if type(node) is not tuple:
-            return self.rebuild(node, depth, lo, hi)
-        bit, nid, left, right, pre = node
-        prefix = nid ^ (1 << bit)
+            return self.rebuild(node, nh, depth, lo, hi)
+        bit, left, right, pre = node
         if bit > depth:  # a chain above the branch: do all the changes stay in its prefix?
-            pk = prefix << (256 - bit)
+            nid = nid_of(node)
+            pk = (nid ^ (1 << bit)) << (256 - bit)
             j = 256 - ((pk ^ ints[lo]) | (pk ^ ints[hi - 1])).bit_length()
-        else:
+        else:  # its prefix is the position's, which every change here shares
+            nid = (ints[lo] | SENTINEL) >> (256 - bit)
             j = bit
         if j >= bit:
             # Every change is inside the branch: split them by the branch bit.
-            mid = bisect_left(ints, (prefix << 1 | 1) << (255 - bit), lo, hi)
+            mid = bisect_left(ints, ((nid ^ (1 << bit)) << 1 | 1) << (255 - bit), lo, hi)
             # (The single-change and no-change cases are inlined: most calls are those.)
             if mid - lo == 1:
                 nl, lh = self.merge_one(left, pre[L], bit + 1, lo)
@@ -83,39 +85,51 @@ class Batch:
         jprefix = ints[lo] >> (256 - j)
         mid = bisect_left(ints, (jprefix << 1 | 1) << (255 - j), lo, hi)
         if (nid >> (bit - 1 - j)) & 1:
-            nl, lh = self.rebuild(None, j + 1, lo, mid)
+            nl, lh = self.rebuild(None, EMPTY, j + 1, lo, mid)
             nr, rh = move_down(*self.merge(node, nh, depth, mid, hi), j + 1)
         else:
             nl, lh = move_down(*self.merge(node, nh, depth, lo, mid), j + 1)
-            nr, rh = self.rebuild(None, j + 1, mid, hi)
+            nr, rh = self.rebuild(None, EMPTY, j + 1, mid, hi)
         return self.join((1 << j) | jprefix, j, nl, lh, nr, rh, depth)
 
-    def rebuild(self, node: Node, depth: int, lo: int, hi: int) -> tuple[Node, bytes]:
-        """Merge changes [lo, hi) into an empty subtree or a single leaf by building afresh."""
-        values = self.values
+    def rebuild(self, node: Node, nh: bytes, depth: int, lo: int, hi: int) -> tuple[Node, bytes]:
+        """Merge changes [lo, hi) into an empty subtree or a single leaf (hash `nh`) by
+        building afresh."""
         keys = self.keys
         new = self.new
+        all_ints = self.ints
+        hasher = self.hasher
+        up = hasher.update
+        dg = hasher.digest
+        rs = hasher.reset
         ints: list[int] = []
-        digests: list[bytes] = []
+        leafs: list[bytes] = []
         present: list[bytes] = []
         for i in range(lo, hi):
-            if new[i] is not None:
-                ints.append(self.ints[i])
-                digests.append(self.digests[i])
+            value = new[i]
+            if value is not None:
+                ints.append(all_ints[i])
+                up(value)
+                vh = dg()
+                rs()
+                up(LEAF_PREFIX + self.digests[i] + vh)
+                leafs.append(dg())
+                rs()
                 present.append(keys[i])
         if node is not None:
             assert type(node) is bytes
-            d = blake3(node).digest()
-            x = int.from_bytes(d, "big")
-            pos = bisect_left(self.ints, x, lo, hi)
-            if pos == hi or self.ints[pos] != x:  # the leaf is not itself being changed
+            x = int.from_bytes(blake3(node).digest(), "big")
+            pos = bisect_left(all_ints, x, lo, hi)
+            if pos == hi or all_ints[pos] != x:  # the leaf is not itself being changed
                 at = bisect_left(ints, x)
                 ints.insert(at, x)
-                digests.insert(at, d)
+                leafs.insert(at, nh)  # a leaf's hash is the same at every depth
                 present.insert(at, node)
+            self.added -= 1
+        self.added += len(present)
         if not present:
             return None, EMPTY
-        return build_range(values, ints, digests, present, 0, len(present), depth)
+        return build_range(ints, leafs, present, 0, len(present), depth)
 
     def merge_one(self, node: Node, nh: bytes, depth: int, i: int) -> tuple[Node, bytes]:
         """Apply the single change i: walk down iteratively, then rehash the path upwards.
@@ -124,9 +138,11 @@ class Batch:
         subtree), hence the manual inlining. Per level of the path: one tuple read on the
         way down; on the way up one slice and one or two concatenations (the new 65-byte
         preimage), one tuple and one blake3 call (the spec's inner hash), and a chain only
-        where the branch hangs above its bit. The side taken at each recorded branch and
-        the depth it hangs at are recorded beside it on the way down (cheaper than shifting
-        the 257-bit key hash again on the way up, or than `bin()` of it).
+        where the branch hangs above its bit (its prefix is the changed key's own path).
+        The side taken at each branch and the depth it hangs at are recorded beside it on
+        the way down. The walk goes down to a leaf without checking the branches' prefixes:
+        when that leaf is another key, its path names the bit where the new key leaves the
+        path (one blake3 call per insert instead of a prefix per chained branch).
         """
         key = self.keys[i]
         kx = self.ints[i] | SENTINEL
@@ -140,14 +156,12 @@ class Batch:
         spush = sides.append
         hang = depth
         while type(node) is tuple:
-            bit = node[0]
-            if bit > hang and kx >> (256 - bit) != node[1]:
-                break
             push(node)
             hpush(hang)
+            bit = node[0]
             side = (kx >> (255 - bit)) & 1
             spush(side)
-            node = node[3] if side else node[2]
+            node = node[2] if side else node[1]
             hang = bit + 1
         hasher = self.hasher
         up = hasher.update
@@ -157,6 +171,7 @@ class Batch:
         if type(node) is bytes and node == key:
             if value is None:
                 new, newh = None, EMPTY
+                self.added -= 1
             else:
                 new = key
                 up(value)
@@ -168,40 +183,48 @@ class Batch:
         elif value is None:
             return top, nh  # deleting an absent key changes nothing
         else:
-            new = key
             up(value)
             vh = dg()
             rs()
             up(LEAF_PREFIX + self.digests[i] + vh)
             newh = dg()
             rs()
-            if node is not None:
-                new, newh = self.graft(node, hang, kx ^ SENTINEL, new, newh)
+            self.added += 1
+            if node is None:
+                new = key  # into an empty subtree (only an empty tree has one)
+            else:
+                assert type(node) is bytes
+                if path:
+                    pre = path[-1][3]
+                    oh = pre[R] if sides[-1] else pre[L]
+                else:
+                    oh = nh
+                new, newh, hang = self.graft(path, hangs, sides, node, oh, hang, kx, key, newh)
         j = len(path)
         if new is None and j:
             # The deepest branch dissolves: its other child now hangs where the branch hung.
             j -= 1
-            bit, _, left, right, pre = path[j]
+            bit, left, right, pre = path[j]
             hang = hangs[j]
             new, newh = (left, pre[L]) if sides[j] else (right, pre[R])
             if type(new) is tuple:
-                newh = self.chain(newh, new[1], new[0], bit + 1, hang)
+                newh = self.chain(newh, nid_of(new), new[0], bit + 1, hang)
         # Rehash the path upwards (`new` is never None from here on: the loop is the hot one).
         prefix = NODE_PREFIX
         while j:
             j -= 1
-            bit, nid, left, right, pre = path[j]
+            bit, left, right, pre = path[j]
             if sides[j]:
                 pre = pre[:33] + newh
-                new = (bit, nid, left, new, pre)
+                new = (bit, left, new, pre)
             else:
                 pre = prefix + newh + pre[R]
-                new = (bit, nid, new, right, pre)
+                new = (bit, new, right, pre)
             up(pre)
             newh = dg()
             rs()
             if bit > hangs[j]:
-                newh = self.chain(newh, nid, bit, bit, hangs[j])
+                newh = self.chain(newh, kx >> (256 - bit), bit, bit, hangs[j])
         return new, newh
 
     def chain(self, h: bytes, nid: int, bit: int, top: int, hang: int) -> bytes:
@@ -222,44 +245,61 @@ class Batch:
         return h
 
     def graft(
-        self, node: bytes | Branch, depth: int, khi: int, leaf: bytes, lh: bytes
-    ) -> tuple[Node, bytes]:
-        """Join a new leaf with the existing subtree `node` hanging at `depth` (another leaf,
-        or a branch whose prefix the new key leaves) at the first bit where their paths differ.
+        self,
+        path: list[Branch],
+        hangs: list[int],
+        sides: list[int],
+        leaf: bytes,
+        oh: bytes,
+        hang: int,
+        kx: int,
+        key: bytes,
+        lh: bytes,
+    ) -> tuple[Branch, bytes, int]:
+        """Join the new leaf `key` (hash `lh`, path `kx`) with the existing subtree it leaves
+        the path at: the walk went down to `leaf` (another key, hash `oh`, hanging at
+        `hang`), so the first bit j where their paths differ is where the new key splits
+        off, and its sibling there is the first branch of `path` splitting below j (its
+        prefix is `leaf`'s path, which is below it) or else `leaf` itself. `path` (and
+        `hangs`, `sides`) is cut back to the branches above the new split. Returns the new
+        branch, its hash where it hangs, and that depth.
         """
-        if type(node) is bytes:
-            other = blake3(node).digest()
-            ox = int.from_bytes(other, "big")
-            j = 256 - (ox ^ khi).bit_length()
-            if j >= 256:
-                raise MerkleError("blake3 collision between two distinct keys")
-            oh = blake3(LEAF_PREFIX + other + blake3(self.values[node]).digest()).digest()
-        else:
-            assert type(node) is tuple
-            bit, nid = node[0], node[1]
-            ox = (nid ^ (1 << bit)) << (256 - bit)
-            j = 256 - (ox ^ khi).bit_length()
-            oh = branch_hash_at(node, j + 1)
-        jnid = (1 << j) | (khi >> (256 - j))
-        if (khi >> (255 - j)) & 1:
+        ox = int.from_bytes(blake3(leaf).digest(), "big") | SENTINEL
+        j = 256 - (ox ^ kx).bit_length()
+        if j >= 256:
+            raise MerkleError("blake3 collision between two distinct keys")
+        p = len(path)
+        while p and path[p - 1][0] > j:
+            p -= 1
+        sibling: Node = leaf
+        if p < len(path):
+            sibling = path[p]
+            hang = hangs[p]
+            sbit = sibling[0]
+            oh = branch_hash_at(sibling, ox >> (256 - sbit), j + 1)
+            del path[p:], hangs[p:], sides[p:]
+        jnid = kx >> (256 - j)
+        branch: Branch
+        if (kx >> (255 - j)) & 1:
             pre = NODE_PREFIX + oh + lh
-            branch: Branch = (j, jnid, node, leaf, pre)
+            branch = (j, sibling, key, pre)
         else:
             pre = NODE_PREFIX + lh + oh
-            branch = (j, jnid, leaf, node, pre)
+            branch = (j, key, sibling, pre)
         h = blake3(pre).digest()
-        if j > depth:
-            h = self.chain(h, jnid, j, j, depth)
-        return branch, h
+        if j > hang:
+            h = self.chain(h, jnid, j, j, hang)
+        return branch, h, hang
 
     def join(
         self, nid: int, bit: int, left: Node, lh: bytes, right: Node, rh: bytes, depth: int
     ) -> tuple[Node, bytes]:
-        """The subtree hanging at `depth` whose node at `bit` has children `left`/`right`."""
+        """The subtree hanging at `depth` whose node at `bit` (node id `nid`) has children
+        `left`/`right`."""
         if left is None or right is None:
             child, ch = (right, rh) if left is None else (left, lh)
             if type(child) is tuple:
-                return child, self.chain(ch, child[1], child[0], bit + 1, depth)
+                return child, self.chain(ch, nid_of(child), child[0], bit + 1, depth)
             return child, ch  # EMPTY, or a single leaf collapsing upwards
         pre = NODE_PREFIX + lh + rh
         hasher = self.hasher
@@ -268,14 +308,11 @@ class Batch:
         hasher.reset()
         if bit > depth:
             h = self.chain(h, nid, bit, bit, depth)
-        return (bit, nid, left, right, pre), h
-
+        return (bit, left, right, pre), h
 
 
 def move_down(node: Node, h: bytes, hang: int) -> tuple[Node, bytes]:
     """Re-hang `node` (whose hash `h` is at a shallower depth) at depth `hang`."""
     if type(node) is tuple:
-        return node, branch_hash_at(node, hang)
+        return node, branch_hash_at(node, nid_of(node), hang)
     return node, h  # EMPTY and single leaves have the same hash at every depth
-
-

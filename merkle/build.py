@@ -68,7 +68,8 @@ def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
     # `tb` is the bit of the top one (-2: none). The current subtree `node` (hash `h` at depth
     # `nbit`, or 0 for a leaf, whose hash is the same at every depth) closes every open branch
     # deeper than the split `d` to its right, as their right child, then waits as the left
-    # child of the branch at `d`.
+    # child of the branch at `d`. The current leaf's path `x` is in `node`, so it gives the
+    # prefix a chain above `node` hashes.
     stack: list[tuple[int, Node, bytes, int]] = []
     push = stack.append
     pop = stack.pop
@@ -83,14 +84,14 @@ def build_all(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
         while tb > d:
             b, left, lh, tb = pop()
             if nbit > b + 1:
-                h = chain(h, node[1], nbit, nbit, b + 1)
+                h = chain(h, one[nbit] | x >> (top - nbit), nbit, nbit, b + 1)
             pre = np_ + lh + h
             h = up(pre).digest()
             rs()
-            node = (b, one[b] | x >> (top - b), left, node, pre)
+            node = (b, left, node, pre)
             nbit = b
         if nbit > d + 1:
-            h = chain(h, node[1], nbit, nbit, max(d + 1, 0))
+            h = chain(h, one[nbit] | x >> (top - nbit), nbit, nbit, max(d + 1, 0))
         push((d, node, h, tb))
         tb = d
     return node, h
@@ -200,23 +201,29 @@ def _sorted_leaves(
 def build_large(values: dict[bytes, bytes]) -> tuple[Node, bytes]:
     """`build_all` for more entries than its packed index holds: recursive, slower."""
     ints, digests, keys = sorted_by_path(list(values))
-    return build_range(values, ints, digests, keys, 0, len(keys), 0)
+    leafs = leaf_hashes(digests, [values[k] for k in keys])
+    return build_range(ints, leafs, keys, 0, len(keys), 0)
 
+
+def leaf_hashes(digests: Sequence[bytes], values: Iterable[bytes]) -> list[bytes]:
+    """The leaf hashes of the entries with key hashes `digests` and values `values`."""
+    b3 = blake3
+    lp = LEAF_PREFIX
+    return [b3(lp + d + b3(v).digest()).digest() for d, v in zip(digests, values, strict=True)]
 
 
 def build_range(
-    values: dict[bytes, bytes],
     ints: list[int],
-    digests: list[bytes],
+    leafs: list[bytes],
     keys: list[bytes],
     lo: int,
     hi: int,
     depth: int,
 ) -> tuple[Node, bytes]:
-    """Build the subtree hanging at `depth` of the (>= 1) entries [lo, hi), sorted by hash."""
+    """Build the subtree hanging at `depth` of the (>= 1) entries [lo, hi), sorted by path
+    (`ints`), whose leaf hashes are `leafs`."""
     if hi - lo == 1:
-        key = keys[lo]
-        return key, blake3(LEAF_PREFIX + digests[lo] + blake3(values[key]).digest()).digest()
+        return keys[lo], leafs[lo]
     first = ints[lo]
     diff = first ^ ints[hi - 1]
     if not diff:
@@ -224,23 +231,19 @@ def build_range(
     bit = 256 - diff.bit_length()
     # The entries are sorted, so those with bit `bit` set start at the first one >= threshold.
     mid = bisect_left(ints, ((first >> (255 - bit)) | 1) << (255 - bit), lo, hi)
-    # Single leaves are built inline: they are half of all the nodes.
+    # Single leaves are read inline: they are half of all the nodes.
     left: Node
     right: Node
     if mid - lo == 1:
-        left = keys[lo]
-        lh = blake3(LEAF_PREFIX + digests[lo] + blake3(values[left]).digest()).digest()
+        left, lh = keys[lo], leafs[lo]
     else:
-        left, lh = build_range(values, ints, digests, keys, lo, mid, bit + 1)
+        left, lh = build_range(ints, leafs, keys, lo, mid, bit + 1)
     if hi - mid == 1:
-        right = keys[mid]
-        rh = blake3(LEAF_PREFIX + digests[mid] + blake3(values[right]).digest()).digest()
+        right, rh = keys[mid], leafs[mid]
     else:
-        right, rh = build_range(values, ints, digests, keys, mid, hi, bit + 1)
+        right, rh = build_range(ints, leafs, keys, mid, hi, bit + 1)
     pre = NODE_PREFIX + lh + rh
     h = blake3(pre).digest()
-    nid = (1 << bit) | (first >> (256 - bit))
     if bit > depth:
-        h = chain(h, nid, bit, bit, depth)
-    return (bit, nid, left, right, pre), h
-
+        h = chain(h, (1 << bit) | (first >> (256 - bit)), bit, bit, depth)
+    return (bit, left, right, pre), h

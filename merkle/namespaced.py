@@ -7,7 +7,7 @@ commitments is named first by namespace (cheap: the top tree is small), then by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -17,10 +17,12 @@ from merkle.errors import ProofFormatError
 from merkle.hashing import EMPTY, HASH_SIZE
 from merkle.nodes import as_bytes, without_gc
 from merkle.proof import Proof, verify
-from merkle.tree import SparseMerkleTree
+from merkle.tree import SparseMerkleTree, ValueOf
 
 NamespacedChange: TypeAlias = "tuple[bytes, bytes, bytes | None]"
 NamespacedDiffEntry: TypeAlias = "tuple[bytes, bytes, bytes | None, bytes | None]"
+NamespacedValueOf: TypeAlias = "Callable[[bytes, bytes], bytes | None]"
+"""The value under (namespace, key), read from the owner of a commitment keeping no values."""
 
 _ABSENT = 0
 _PRESENT = 1
@@ -115,14 +117,22 @@ def verify_namespaced(
 
 
 class NamespacedCommitment:
-    """A two-level authenticated map (namespace, key) -> value; see the module docstring."""
+    """A two-level authenticated map (namespace, key) -> value; see the module docstring.
 
-    __slots__ = ("_dirty", "_top", "_trees")
+    `keep_values=False`: the namespaces' trees keep no values (`SparseMerkleTree`): `get`
+    and `items` raise MerkleError, and `prove` / `diff_namespaced` read values from the
+    owner's `value_of(namespace, key)`. The top tree (namespace -> its root) keeps its own.
+    """
 
-    def __init__(self, changes: Iterable[NamespacedChange] | None = None) -> None:
+    __slots__ = ("_dirty", "_keep_values", "_top", "_trees")
+
+    def __init__(
+        self, changes: Iterable[NamespacedChange] | None = None, *, keep_values: bool = True
+    ) -> None:
         self._trees: dict[bytes, SparseMerkleTree] = {}
         self._top = SparseMerkleTree()
         self._dirty: set[bytes] = set()
+        self._keep_values = keep_values
         if changes is not None:
             self.update(changes)
 
@@ -140,24 +150,27 @@ class NamespacedCommitment:
         for namespace, group in grouped.items():
             tree = trees.get(namespace)
             if tree is None:
-                tree = trees[namespace] = SparseMerkleTree()
+                tree = trees[namespace] = SparseMerkleTree(keep_values=self._keep_values)
             tree._apply(group.items())
             self._dirty.add(namespace)
 
     @classmethod
     def from_columns(
-        cls, columns: Iterable[tuple[bytes, Sequence[bytes], Sequence[bytes]]]
+        cls,
+        columns: Iterable[tuple[bytes, Sequence[bytes], Sequence[bytes]]],
+        *,
+        keep_values: bool = True,
     ) -> NamespacedCommitment:
         """The commitment of each namespace's entries `keys[i] -> values[i]` given as
         (namespace, keys, values) columns, one per namespace (a later duplicate key wins):
         every tree is built in one bulk pass, with no per-entry grouping."""
-        commitment = cls()
+        commitment = cls(keep_values=keep_values)
 
         def build() -> None:
             for namespace, keys, values in columns:
                 if type(namespace) is not bytes:
                     namespace = as_bytes(namespace, "namespace")
-                tree = SparseMerkleTree.from_columns(keys, values)
+                tree = SparseMerkleTree.from_columns(keys, values, keep_values=keep_values)
                 if len(tree):
                     commitment._trees[namespace] = tree
                     commitment._dirty.add(namespace)
@@ -204,7 +217,12 @@ class NamespacedCommitment:
         self._flush()
         return self._top.root()
 
+    @property
+    def keeps_values(self) -> bool:
+        return self._keep_values
+
     def get(self, namespace: bytes, key: bytes) -> bytes | None:
+        """The value under (namespace, key) (a commitment that keeps its values only)."""
         tree = self._trees.get(namespace)
         return None if tree is None else tree.get(key)
 
@@ -224,15 +242,15 @@ class NamespacedCommitment:
     def tree(self, namespace: bytes) -> SparseMerkleTree:
         """A copy of one namespace's tree (empty if the namespace is absent)."""
         tree = self._trees.get(namespace)
-        return SparseMerkleTree() if tree is None else tree.copy()
+        return SparseMerkleTree(keep_values=self._keep_values) if tree is None else tree.copy()
 
     def items(self) -> list[tuple[bytes, bytes, bytes]]:
-        """All (namespace, key, value), sorted."""
+        """All (namespace, key, value), sorted (a commitment that keeps its values only)."""
         return [(ns, k, v) for ns in self.namespaces() for k, v in self._trees[ns].items()]
 
     def copy(self) -> NamespacedCommitment:
         self._flush()
-        other = NamespacedCommitment()
+        other = NamespacedCommitment(keep_values=self._keep_values)
         other._trees = {ns: t.copy() for ns, t in self._trees.items()}
         other._top = self._top.copy()
         return other
@@ -242,7 +260,11 @@ class NamespacedCommitment:
         """Same as `diff_namespaced(a, b)`."""
         return diff_namespaced(a, b)
 
-    def prove(self, namespace: bytes, key: bytes) -> NamespacedProof:
+    def prove(
+        self, namespace: bytes, key: bytes, value_of: NamespacedValueOf | None = None
+    ) -> NamespacedProof:
+        """Proof about (namespace, key); a commitment that keeps no values reads the value of
+        another key (an exclusion by another leaf) from `value_of(namespace, key)`."""
         if type(namespace) is not bytes:
             namespace = as_bytes(namespace, "namespace")
         if type(key) is not bytes:
@@ -252,13 +274,21 @@ class NamespacedCommitment:
         tree = self._trees.get(namespace)
         if tree is None:
             return NamespacedProof(top_proof, None, None)
-        return NamespacedProof(top_proof, tree.root(), tree.prove(key))
+        ns = namespace
+        sub_value_of = None if value_of is None else (lambda k: value_of(ns, k))
+        return NamespacedProof(top_proof, tree.root(), tree.prove(key, sub_value_of))
 
 
-def diff_namespaced(a: NamespacedCommitment, b: NamespacedCommitment) -> list[NamespacedDiffEntry]:
+def diff_namespaced(
+    a: NamespacedCommitment,
+    b: NamespacedCommitment,
+    values_a: NamespacedValueOf | None = None,
+    values_b: NamespacedValueOf | None = None,
+) -> list[NamespacedDiffEntry]:
     """(namespace, key, value in a or None, value in b or None) for every difference, sorted.
 
     The top trees are diffed first, so only namespaces whose roots differ are descended into.
+    A commitment that keeps no values reads them from `values_a` / `values_b`.
     """
     a._flush()
     b._flush()
@@ -266,13 +296,22 @@ def diff_namespaced(a: NamespacedCommitment, b: NamespacedCommitment) -> list[Na
     for namespace, in_a, in_b in diff(a._top, b._top):
         ta = a._trees.get(namespace) if in_a is not None else None
         tb = b._trees.get(namespace) if in_b is not None else None
+        ga = None if values_a is None else _bound(values_a, namespace)
+        gb = None if values_b is None else _bound(values_b, namespace)
         if ta is not None and tb is not None:
-            out.extend((namespace, k, va, vb) for k, va, vb in diff(ta, tb))
+            out.extend((namespace, k, va, vb) for k, va, vb in diff(ta, tb, ga, gb))
         elif ta is not None:
-            out.extend((namespace, k, v, None) for k, v in ta.items())
+            out.extend((namespace, k, v, None) for k, v, _ in diff(ta, _EMPTY_TREE, ga))
         elif tb is not None:
-            out.extend((namespace, k, None, v) for k, v in tb.items())
+            out.extend((namespace, k, None, v) for k, _, v in diff(_EMPTY_TREE, tb, None, gb))
     return out
+
+
+_EMPTY_TREE = SparseMerkleTree()
+
+
+def _bound(values: NamespacedValueOf, namespace: bytes) -> ValueOf:
+    return lambda key: values(namespace, key)
 
 
 def _grouped(changes: Iterable[NamespacedChange]) -> dict[bytes, dict[bytes, bytes | None]]:

@@ -43,14 +43,23 @@ def roots_of(commitment: NamespacedCommitment) -> Roots:
     return Roots(commitment.root(), tuple(sorted(namespaces.items())))
 
 
-def commitment_of(entries: Iterable[Entry]) -> NamespacedCommitment:
-    """The commitment (trees kept, to be updated) of a full state's entries."""
+def commitment_of(
+    entries: Iterable[Entry], *, keep_values: bool = False
+) -> NamespacedCommitment:
+    """The commitment (trees kept, to be updated) of a full state's entries.
+
+    Its trees keep no values unless `keep_values` (the machine holds them: about 105 B per
+    entry less at 1,000,000 entries); a caller that reads values or diffs through it either
+    keeps them (a one-shot command) or reads them from the machine
+    (`state_machine.entries.entry_value_of`)."""
     if not isinstance(entries, list | tuple):
         entries = list(entries)
     columns = namespace_columns(entries)
     if columns is None:
-        return NamespacedCommitment((namespace_of(key), key, value) for key, value in entries)
-    return NamespacedCommitment.from_columns(columns)
+        return NamespacedCommitment(
+            ((namespace_of(key), key, value) for key, value in entries), keep_values=keep_values
+        )
+    return NamespacedCommitment.from_columns(columns, keep_values=keep_values)
 
 
 def compute_roots(entries: Sequence[Entry]) -> Roots:

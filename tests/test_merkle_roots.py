@@ -237,3 +237,45 @@ def test_the_worker_writes_each_columns_root(tmp_path: pathlib.Path) -> None:
         ).stdout
     expected = [smt.root(dict(zip(keys, values, strict=True))) for keys, values in columns]
     assert [out[i : i + 32] for i in range(0, len(out), 32)] == expected
+
+
+def test_entry_value_of_reads_each_entry_of_the_state() -> None:
+    # The value a commitment without values reads for a proof (ABCI /prove): for every key
+    # of `state_entries` the same bytes, and None for keys the state has no entry under.
+    from state_machine import CoreStateMachine, Side, Tif
+    from state_machine.entries import (
+        BRIDGE_KEY,
+        balance_key,
+        entry_value_of,
+        nonce_key,
+        order_key,
+        state_entries,
+    )
+
+    machine = CoreStateMachine()
+    users = ["0x" + bytes([i]) .hex() * 20 for i in range(1, 4)]
+    for user in users:
+        machine.deposit(user, 0, 10**9)
+        machine.deposit(user, 7, 10**9)
+    machine.limit(users[0], 7, Side.SELL, 105, 3, Tif.GTC)
+    machine.limit(users[1], 7, Side.BUY, 100, 2, Tif.GTC)
+    machine.limit(users[2], 7, Side.BUY, 105, 1, Tif.GTC)  # fills part of the sell
+    machine.nonces.use(users[1])
+    machine.bridge = users[2]
+    entries = state_entries(machine)
+    assert {key[0] for key, _ in entries} == {0, 1, 2, 3}
+    assert BRIDGE_KEY in dict(entries)
+    assert all(entry_value_of(machine, key) == value for key, value in entries)
+    order_id = next(i for i in range(1, 10) if i not in machine.orders)
+    resting = next(iter(machine.orders.values()))
+    absent = [
+        balance_key(users[0], 8),
+        order_key(7, order_id),
+        order_key(resting.asset + 1, resting.order_id),  # an order of another book
+        nonce_key(users[0]),
+        b"\x02short",
+        b"\x09",
+    ]
+    assert all(entry_value_of(machine, key) is None for key in absent)
+    machine.bridge = None
+    assert entry_value_of(machine, BRIDGE_KEY) is None

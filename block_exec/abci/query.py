@@ -16,7 +16,7 @@ from block_exec.executor import Executor
 from block_exec.views.entries import entry_name, entry_value
 from block_exec.views.state import state_json
 from state_machine import CoreError, namespace_of, normalize_address
-from state_machine.entries import balance_key, nonce_key, order_key
+from state_machine.entries import balance_key, entry_value_of, nonce_key, order_key
 
 MAX_ASSET = 2**32 - 1
 MAX_ID = 2**64 - 1
@@ -99,8 +99,13 @@ def _prove(executor: Executor, obj: dict[str, Any]) -> Any:
     root = executor.state_root  # folds the changes into the commitment first
     commitment = executor.commitment
     namespace = namespace_of(key)
-    value = commitment.get(namespace, key)
-    proof = commitment.prove(namespace, key)
+    machine = executor.state  # the commitment keeps no values: the machine has them
+
+    def value_of(_namespace: bytes, entry_key: bytes) -> bytes | None:
+        return entry_value_of(machine, entry_key)
+
+    value = value_of(namespace, key)
+    proof = commitment.prove(namespace, key, value_of)
     return {
         "height": executor.height,
         "root": root.hex(),

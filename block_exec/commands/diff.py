@@ -52,8 +52,8 @@ def handle(args: argparse.Namespace) -> int:
         compared = compared_height(mine, theirs, args.height)
         restored_mine = mine.restore(compared)
         restored_theirs = theirs.restore(compared)
-    a = commitment_of(restored_mine.entries)
-    b = commitment_of(restored_theirs.entries)
+    a = commitment_of(restored_mine.entries, keep_values=True)  # the diff reads the values
+    b = commitment_of(restored_theirs.entries, keep_values=True)
     differences = state_differences(a, b, restored_mine.machine, restored_theirs.machine)
     blocks_equal = divergent is None or divergent > compared
     equal = blocks_equal and not differences

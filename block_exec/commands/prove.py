@@ -75,7 +75,7 @@ def handle(args: argparse.Namespace) -> int:
         info, entries = store.state_entries_at(args.height)
         if info is None:
             raise CommandFailed(f"{args.db}: no checkpoint to prove against yet")
-        commitment = commitment_of(entries)
+        commitment = commitment_of(entries, keep_values=True)  # one proof: keep the values
         if commitment.root() != info.roots.root:
             raise CommandFailed(f"checkpoint {info.height}: stored root does not match its state")
         namespace = namespace_of(key)
