@@ -406,12 +406,15 @@ def test_larger_tree_inserts_updates_deletes() -> None:
 
 def test_bulk_build_matches_recursive_build_and_reference() -> None:
     # from_items and the first flush of an empty tree use the one-pass stack build; the
-    # recursive one (`build_large`, used past 4M entries) must give the very same nodes.
-    from merkle.build import build_all, build_large
+    # recursive one (`build_range`, which a batch uses to rebuild a small subtree) must give
+    # the very same nodes.
+    from merkle.build import build_all, build_range, sorted_by_path
 
     model = {i.to_bytes(3, "big"): bytes([i % 7]) * (i % 3) for i in range(2000)}
     node, root = build_all(model)
-    assert (node, root) == build_large(model)
+    ints, digests, keys = sorted_by_path(list(model))
+    leafs = [ref_h(b"\x00" + d + ref_h(model[k])) for d, k in zip(digests, keys, strict=True)]
+    assert (node, root) == build_range(ints, leafs, keys, 0, len(keys), 0)
     assert root == ref_root(model)
     tree = SparseMerkleTree()
     tree.update(list(model.items())[:700])  # built in bulk at the first root()
