@@ -387,8 +387,8 @@ class Executor:
     ) -> None:
         """Send the block to the writer: bytes it already has (block, receipts line, auth)
         and its history events packed as integers (`pipeline.history_sidecar`). Cost:
-        O(orders + fills + cancellations), at a checkpoint O(changes) to pickle them; the
-        rows and their CBOR are the writer's work."""
+        O(orders + fills + cancellations), at a checkpoint O(changes) to pickle them (not
+        sorted: the writer sorts them); the rows and their CBOR are the writer's work."""
         assert self.store is not None and result.receipts_line is not None
         writer = self._writer
         if writer is None:
@@ -400,9 +400,8 @@ class Executor:
         checkpoint = b""
         if result.state_root is not None:
             roots = roots_of(self.commitment)
-            checkpoint = pickle.dumps(
-                (sorted(self._unsaved.items()), roots.root, roots.namespaces), protocol=5
-            )
+            # The changes as they are (a dict): the writer sorts them, off this process.
+            checkpoint = pickle.dumps((self._unsaved, roots.root, roots.namespaces), protocol=5)
             self._unsaved = {}
         writer.send_block(block.height, block.time, result.block_hash, (
             result.block_bytes,

@@ -57,8 +57,8 @@ def decode_block(payload: bytes) -> tuple[BlockRecord, Checkpoint | None]:
                          packed)
     checkpoint = None
     if checkpoint_bytes:
-        changes, root, namespaces = pickle.loads(checkpoint_bytes)
-        checkpoint = Checkpoint(height, changes, Roots(root, namespaces))
+        changes, root, namespaces = pickle.loads(checkpoint_bytes)  # key -> value or None
+        checkpoint = Checkpoint(height, sorted(changes.items()), Roots(root, namespaces))
     return record, checkpoint
 
 
