@@ -107,10 +107,7 @@ class Store:
 
     def _open_db(self, create: bool) -> None:
         try:
-            self._db = leveldb.DB(
-                self._db_path, create_if_missing=create,
-                write_buffer_size=leveldb.WRITE_BUFFER_SIZE, compression=leveldb.COMPRESSION,
-            )
+            self._db = leveldb.DB(self._db_path, create_if_missing=create, **leveldb.DB_OPTIONS)
         except leveldb.CorruptionError as exc:
             raise CorruptStore(f"{self.directory}: LevelDB corruption ({exc})") from None
         except leveldb.Error as exc:

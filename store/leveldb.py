@@ -49,6 +49,9 @@ WRITE_BUFFER_SIZE = 64 << 20
 # read fine: LevelDB marks the compression of each block, and compaction rewrites them.
 COMPRESSION = None
 
+# What the store opens its database with (`store.database`).
+DB_OPTIONS: dict[str, Any] = {"write_buffer_size": WRITE_BUFFER_SIZE, "compression": COMPRESSION}
+
 # A key above every key the store writes (table prefixes are 0x00-0x25): a range of it
 # alone overlaps no table file.
 _PAST_EVERY_KEY = b"\xff"
