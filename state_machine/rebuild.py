@@ -1,11 +1,12 @@
 """`machine_from_entries`: a state machine rebuilt from its canonical entries, checked.
 
 On the restart path of a node holding millions of orders (spec/store.md, "Recovery"), so
-the orders, nearly all of the entries, are built in bulk: their keys are unpacked by
-`struct.iter_unpack` and their values decoded by ONE `cbor2.loads` of an array of all of
-them (the C decoder without a Python call per value: ~0.35 us per order where one
-`loads` per value took ~1.2 us), then one loop with no helper call per order builds each
-book. The few other entries (globals, accounts, nonces) go one by one.
+the orders, nearly all of the entries, are built in bulk, a chunk at a time: their keys
+are unpacked by one `struct` call and their values decoded by ONE `cbor2.loads` of a flat
+array of their items (the C decoder without a Python call per value: ~0.35 us per order
+where one `loads` per value took ~1.2 us), checked column by column in C, then one loop
+with no helper call per order builds each book. The few other entries (globals,
+accounts, nonces) go one by one.
 
 A bulk decode reads the values as one byte string, so a value that is not exactly one
 CBOR item (trailing bytes) shifts the items after it. Where that shows, as an item of the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import gc
 import struct
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from heapq import heapify
 from itertools import islice
@@ -126,8 +127,11 @@ def _rebuild(entries: list[Entry], check_canonical: bool, bulk: bool) -> CoreSta
     held: Held = {}
     orders = entries[lo:hi]
     _check_order_keys(orders)
-    decoded = _decode_all(orders) if bulk else _decode_each(orders, check_canonical)
-    _build_books(machine, orders, decoded, users, held, check_canonical)
+    if bulk:
+        _build_books_bulk(machine, orders, users, held, check_canonical)
+    else:
+        decoded = _decode_each(orders, check_canonical)
+        _build_books(machine, orders, decoded, users, held, check_canonical)
     if not seen_next_id:
         raise CorruptState("globals/next_order_id: missing")
     _check_totals(machine, held)
@@ -140,22 +144,6 @@ def _check_order_keys(orders: list[Entry]) -> None:
     lengths = set(map(len, map(itemgetter(0), orders)))
     if lengths and lengths != {13}:
         raise _corrupt(next(key for key, _ in orders if len(key) != 13), "unknown key")
-
-
-def _decode_all(orders: list[Entry]) -> Iterator[object]:
-    """The orders' values, decoded as one CBOR array per DECODE_CHUNK of them (a bounded
-    number of decoded values alive at once): O(orders). CorruptState if a chunk is not
-    that many items (the caller then decodes one by one, naming the key)."""
-    for start in range(0, len(orders), DECODE_CHUNK):
-        chunk = orders[start : start + DECODE_CHUNK]
-        values = b"".join(map(itemgetter(1), chunk))
-        try:
-            items = cbor2.loads(b"\x9b" + len(chunk).to_bytes(8, "big") + values)
-        except Exception:  # cbor2 raises several types on garbage
-            items = None
-        if type(items) is not list or len(items) != len(chunk):
-            raise CorruptState("orders: undecodable values (decoded one by one next)")
-        yield from items
 
 
 def _decode_each(entries: list[Entry], check_canonical: bool) -> Iterator[object]:
@@ -237,6 +225,154 @@ def _user(users: dict[bytes, Address], raw: bytes) -> Address:
     if user is None:
         user = users[raw] = "0x" + raw.hex()
     return user
+
+
+_BULK_REFUSED = "orders: a bad value (the rebuild is redone order by order to name it)"
+
+
+def _build_books_bulk(
+    machine: CoreStateMachine,
+    orders: list[Entry],
+    users: dict[bytes, Address],
+    held: Held,
+    check_canonical: bool,
+) -> None:
+    """Every book from its orders, DECODE_CHUNK orders at a time: the keys unpacked by
+    one `struct` call, the values decoded as one flat CBOR array split into columns (side,
+    price, size, user; see `_order_columns`) and checked whole in C, the users mapped to
+    their shared strings by one `map`; then `_rest_orders` per book segment builds the
+    objects: O(orders + levels log levels). About 67 bytecodes per order where
+    `_build_books` runs 165 (1,000,000 orders: CPU 3.41 -> 2.55 s, medians of 3
+    interleaved rounds on a loaded machine).
+
+    Any bad value only raises a CorruptState that names nothing: the caller then redoes
+    the rebuild entry by entry (`_build_books`), which names the first bad key."""
+    books: dict[int, _BookParts] = {}
+    quote_held: dict[Address, int] = {}
+    key_formats: dict[int, struct.Struct] = {}  # a chunk's keys in one unpack (2 sizes)
+    for start in range(0, len(orders), DECODE_CHUNK):
+        chunk = orders[start : start + DECODE_CHUNK]
+        keys = key_formats.get(len(chunk))
+        if keys is None:
+            keys = key_formats[len(chunk)] = struct.Struct(">" + "xIQ" * len(chunk))
+        asset_and_id = keys.unpack(b"".join(map(itemgetter(0), chunk)))
+        assets, order_ids = asset_and_id[0::2], asset_and_id[1::2]
+        if 0 in assets or 0 in order_ids:  # no book 0; ids ascend in a book: 0 only first
+            raise CorruptState(_BULK_REFUSED)
+        values = list(map(itemgetter(1), chunk))
+        sides, prices, sizes, raws = _order_columns(values)
+        if check_canonical and list(map(order_value, sides, prices, sizes, raws)) != values:
+            raise CorruptState(_BULK_REFUSED)
+        for raw in set(raws).difference(users):  # (a lookup table: its order is not used)
+            users[raw] = "0x" + raw.hex()
+        names = list(map(users.__getitem__, raws))
+        at = 0
+        while at < len(assets):  # one segment per book: its orders are contiguous
+            asset = assets[at]
+            end = bisect_right(assets, asset, at)
+            parts = books.get(asset)
+            if parts is None:
+                parts = books[asset] = ({}, {}, {})
+            _rest_orders(
+                machine.orders, asset, parts, quote_held,
+                zip(order_ids[at:end], sides[at:end], prices[at:end], sizes[at:end],
+                    names[at:end], strict=True),
+            )
+            at = end
+    for asset, (bids, asks, base_held) in books.items():  # ascending: keys are sorted
+        _install_book(machine, asset, bids, asks, base_held, held)
+    for user, amount in quote_held.items():
+        held[(user, QUOTE_ASSET)] = amount
+
+
+_BookParts = tuple[dict[int, Level], dict[int, Level], dict[Address, int]]
+"""A book being built: its bids, its asks, the base its sells hold per user."""
+_Columns = tuple[list[int], list[int], list[int], list[bytes]]
+_FIRST_BYTE = itemgetter(0)
+_AFTER_HEAD = itemgetter(slice(1, None))
+_ARRAY_OF_4 = b"\x84"
+
+
+def _order_columns(values: list[bytes]) -> _Columns:
+    """The order values as columns (sides, prices, sizes, users), each checked whole as
+    `_build_books` checks each order: O(values), in C.
+
+    Every value must open with 0x84 (an array of 4 items); without that byte the values
+    are decoded as ONE flat array of 4 items per order (no list per order built and
+    dropped), which the slices [k::4] split into columns."""
+    try:
+        if bytes(map(_FIRST_BYTE, values)) != _ARRAY_OF_4 * len(values):
+            raise CorruptState(_BULK_REFUSED)
+    except IndexError:  # an empty value
+        raise CorruptState(_BULK_REFUSED) from None
+    count = 4 * len(values)
+    try:
+        flat = cbor2.loads(
+            b"\x9b" + count.to_bytes(8, "big") + b"".join(map(_AFTER_HEAD, values))
+        )
+    except Exception:  # cbor2 raises several types on garbage
+        flat = None
+    if type(flat) is not list or len(flat) != count:
+        raise CorruptState(_BULK_REFUSED)
+    sides, prices, sizes, raws = flat[0::4], flat[1::4], flat[2::4], flat[3::4]
+    if not (
+        set(map(type, sides)) == set(map(type, prices)) == set(map(type, sizes)) == {int}
+        and set(sides) <= {0, 1}
+        and 0 < min(prices) <= max(prices) <= MAX_AMOUNT
+        and 0 < min(sizes) <= max(sizes) <= MAX_AMOUNT
+        and set(map(type, raws)) == {bytes}
+        and set(map(len, raws)) == {20}
+    ):
+        raise CorruptState(_BULK_REFUSED)
+    return sides, prices, sizes, raws
+
+
+def _rest_orders(
+    resting: dict[int, Order],
+    asset: int,
+    parts: _BookParts,
+    quote_held: dict[Address, int],
+    rows: Iterable[tuple[int, int, int, int, Address]],
+) -> None:
+    """Rest checked orders (order_id, side, price, size, user) of one book in id order,
+    and add up what they lock per user (base in `parts`, quote in `quote_held`): O(rows).
+
+    The hot loop of a restart: locals only, no call per order but `append`, an order
+    built as a bare object with its slots stored (~60% of `Order(...)`), every order of
+    a level sharing the level's price object."""
+    bids, asks, base_held = parts
+    bids_get = bids.get
+    asks_get = asks.get
+    base_get = base_held.get
+    buy = Side.BUY
+    sell = Side.SELL
+    quote_get = quote_held.get
+    new = _new_object
+    order_class = Order
+    level_class = Level
+    for order_id, side, price, size, user in rows:
+        order = new(order_class)
+        order.order_id = order_id
+        order.user = user
+        order.asset = asset
+        order.size = size
+        if side:
+            order.side = sell
+            level = asks_get(price)
+            if level is None:
+                level = asks[price] = level_class()
+                level.price = price
+            base_held[user] = base_get(user, 0) + size
+        else:
+            order.side = buy
+            level = bids_get(price)
+            if level is None:
+                level = bids[price] = level_class()
+                level.price = price
+            quote_held[user] = quote_get(user, 0) + price * size
+        order.price = level.price
+        level.append(order)
+        resting[order_id] = order
 
 
 def _build_books(

@@ -589,7 +589,7 @@ def _corrupt_cases() -> list[tuple[str, list[tuple[bytes, bytes]]]]:
     m = busy_machine()
     e = state_entries(m)
     a0, a1 = balance_key(A, 0), balance_key(A, 1)
-    o1 = order_key(1, 1)
+    o1, o3 = order_key(1, 1), order_key(1, 3)
     user_a = bytes.fromhex(A[2:])
     return [
         ("locked too high", _replace(e, a0, cbor2.dumps([985, 16]))),
@@ -611,6 +611,12 @@ def _corrupt_cases() -> list[tuple[str, list[tuple[bytes, bytes]]]]:
         ("order price 2^64", _replace(e, o1, cbor2.dumps([0, 2**64, 3, user_a]))),
         ("order user short", _replace(e, o1, cbor2.dumps([0, 5, 3, user_a[:19]]))),
         ("order user text", _replace(e, o1, cbor2.dumps([0, 5, 3, A]))),
+        # On the ask 3 ([1, 9, 4, A]): each keeps the locks equal, only the type is wrong.
+        ("order side true", _replace(e, o3, cbor2.dumps([True, 9, 4, user_a]))),
+        ("order price float", _replace(e, o3, cbor2.dumps([1, 9.0, 4, user_a]))),
+        ("order size float", _replace(e, o3, cbor2.dumps([1, 9, 4.0, user_a]))),
+        ("order array of 5", _replace(e, o1, cbor2.dumps([0, 5, 3, user_a, 0]))),
+        ("order empty value", _replace(e, o1, b"")),
         ("order trailing bytes", _replace(e, o1, cbor2.dumps([0, 5, 3, user_a]) + b"\x00")),
         ("order non-minimal int", _replace(e, o1, bytes([0x84, 0, 0x18, 5, 3, 0x54]) + user_a)),
         ("order not an array", _replace(e, o1, cbor2.dumps({0: 5, 1: 3, 2: 1, 3: user_a}))),
