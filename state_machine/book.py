@@ -93,11 +93,16 @@ def add_level(levels: dict[int, Level], heap: list[int], price: int, sign: int) 
     level.live = 0
     level.head = 0
     if len(heap) > 2 * len(levels) + 16:
-        heap[:] = [sign * key for key in levels]
-        heapify(heap)
+        rebuild_heap(levels, heap, sign)
     else:
         heappush(heap, sign * price)
     return level
+
+
+def rebuild_heap(levels: dict[int, Level], heap: list[int], sign: int) -> None:
+    """Rebuild a side's heap from its levels' prices (no stale key left): O(levels)."""
+    heap[:] = [sign * key for key in levels]
+    heapify(heap)
 
 
 class OrderBook:
