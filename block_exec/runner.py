@@ -101,7 +101,10 @@ class ReceiptsWriter:
     Each line goes out in one unbuffered `write(2)` (looping only on a short write) once
     its block is stored (`DurableLines`), so whatever stops the run (a handled signal, an exception,
     a kill between two blocks) leaves the file ending with a complete line: nothing is
-    held in a userspace buffer that could be cut in half.
+    held in a userspace buffer that could be cut in half. A kill -9 during the `write(2)`
+    itself can still cut that last line short: Linux ends a killed process's write to a file
+    at a page boundary, and a block's line is often longer than a page. Every line that ends
+    in a newline is whole, and the next run rewrites the file.
     """
 
     def __init__(self, path: str) -> None:
