@@ -29,7 +29,7 @@ from state_machine import (
     changed_entries,
     machine_from_entries,
     normalize_address,
-    rebuild,
+    rebuild_books,
     state_entries,
 )
 
@@ -769,7 +769,7 @@ def test_corrupt_order_value_named_despite_the_bulk_decode() -> None:
 def test_rebuild_across_decode_chunks(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Orders of several books and levels, decoded `chunk` values per call: the same state
     (its entries, FIFO of each level by id, invariants) whatever the chunk size."""
-    monkeypatch.setattr(rebuild, "DECODE_CHUNK", chunk)
+    monkeypatch.setattr(rebuild_books, "DECODE_CHUNK", chunk)
     m = funded(a=(10**6, 100), b=(10**6, 100))
     assert m.deposit(A, 2, 100).ok and m.deposit(B, 2, 100).ok
     for i in range(40):
