@@ -132,7 +132,7 @@ def state_entries(machine: CoreStateMachine) -> list[Entry]:
     for user, nonce in machine.nonces.items():
         entries.append((nonce_key(user), cbor2.dumps(nonce)))
     if machine.bridge is not None:
-        entries.append((BRIDGE_KEY, cbor2.dumps(bytes.fromhex(machine.bridge[2:]))))
+        entries.append((BRIDGE_KEY, _bridge_value(machine.bridge)))
     entries.sort()
     return entries
 
@@ -147,20 +147,25 @@ def entry_value_of(machine: CoreStateMachine, key: bytes) -> bytes | None:
         return cbor2.dumps(machine.next_order_id)
     if key == BRIDGE_KEY:
         bridge = machine.bridge
-        return None if bridge is None else cbor2.dumps(bytes.fromhex(bridge[2:]))
-    prefix = key[:1]
-    if prefix == b"\x01" and len(key) == 25:
+        return None if bridge is None else _bridge_value(bridge)
+    prefix = key[0] if key else None
+    if prefix == BALANCE_PREFIX and len(key) == 25:
         account = machine.balances.accounts.get(("0x" + key[1:21].hex(), _u(key[21:])))
         if account is None or not (account[0] or account[1]):
             return None
         return encode_balance(account[0], account[1])
-    if prefix == b"\x02" and len(key) == 13:
+    if prefix == ORDER_PREFIX and len(key) == 13:
         order = machine.orders.get(_u(key[5:]))
         return None if order is None or order.asset != _u(key[1:5]) else encode_order(order)
-    if prefix == b"\x03" and len(key) == 21:
+    if prefix == NONCE_PREFIX and len(key) == 21:
         nonce = machine.nonces.get("0x" + key[1:].hex())
         return cbor2.dumps(nonce) if nonce else None
     return None
+
+
+def _bridge_value(bridge: Address) -> bytes:
+    """The bridge entry's value: CBOR of the address's 20 bytes."""
+    return cbor2.dumps(bytes.fromhex(bridge[2:]))
 
 
 def _u(data: bytes) -> int:
