@@ -26,12 +26,9 @@ if TYPE_CHECKING:
     )
     from block_exec.encode import (
         block_hash,
-        block_receipts_line,
-        block_receipts_obj,
         encode_block,
         encode_block_checked,
         encode_tx,
-        receipt_to_json_obj,
     )
     from block_exec.errors import (
         BlockDecodeError,
@@ -41,6 +38,11 @@ if TYPE_CHECKING:
         BlockSequenceError,
     )
     from block_exec.executor import Executor
+    from block_exec.receipts_json import (
+        block_receipts_line,
+        block_receipts_obj,
+        receipt_to_json_obj,
+    )
     from block_exec.types import (
         Block,
         BlockResult,
@@ -78,8 +80,8 @@ _MODULE_OF: dict[str, str] = {
     "apply_block": "block_exec.apply",
     "block_from_obj": "block_exec.decode",
     "block_hash": "block_exec.encode",
-    "block_receipts_line": "block_exec.encode",
-    "block_receipts_obj": "block_exec.encode",
+    "block_receipts_line": "block_exec.receipts_json",
+    "block_receipts_obj": "block_exec.receipts_json",
     "check_block_schema": "block_exec.validate",
     "check_sequence": "block_exec.validate",
     "decode_cbor_block": "block_exec.decode",
@@ -92,7 +94,7 @@ _MODULE_OF: dict[str, str] = {
     "iter_json_blocks": "block_exec.decode",
     "read_block_file": "block_exec.decode",
     "read_block_stream": "block_exec.decode",
-    "receipt_to_json_obj": "block_exec.encode",
+    "receipt_to_json_obj": "block_exec.receipts_json",
     "validate_block": "block_exec.validate",
 }
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from block_exec.bench_baseline import SimpleBook, SimpleOrder
 from block_exec.decode import block_from_obj, decode_json_block
-from block_exec.encode import block_receipts_line
 from block_exec.executor import Executor
+from block_exec.receipts_json import block_receipts_line
 from block_exec.simulate import MarketConfig, SimulatedMarket, SplitMix64, user_address
 from block_exec.types import Cancel, Deposit, Limit, Market
 from state_machine import CoreStateMachine, Side, Tif, state_entries

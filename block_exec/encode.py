@@ -1,4 +1,5 @@
-"""Canonical CBOR of blocks, the block hash, and the receipts JSON (spec/blocks.md).
+"""Canonical CBOR of blocks and the block hash (spec/blocks.md); the receipts JSON is
+`block_exec.receipts_json`.
 
 The encoder is written out by hand rather than calling `cbor2.dumps(canonical=True)`:
 it runs once per tx on the apply path (the block hash), where a generic encoder costs
@@ -12,14 +13,11 @@ deterministic order; tests compare this encoder with cbor2's canonical mode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import blake3
-import orjson
 
 from block_exec.errors import BlockSchemaError, field_named
-from block_exec.types import Block, Cancel, Deposit, Limit, Market, Receipt, Tx, Withdraw
-from state_machine import ERROR_CODES, MAX_AMOUNT, MAX_ASSET, Side, Tif
+from block_exec.types import Block, Cancel, Deposit, Limit, Market, Tx, Withdraw
+from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
 from state_machine.types import SIDE_NAMES, TIF_NAMES
 from state_machine.values import cbor_head
 
@@ -295,112 +293,15 @@ def block_hash(block: Block) -> bytes:
     return blake3.blake3(encode_block_checked(block)).digest()
 
 
-# -- receipts -------------------------------------------------------------------------
-
-def receipt_to_json_obj(receipt: Receipt) -> dict[str, object]:
-    """The contract's receipt object R, keys in the contract's order.
-
-    Which fields appear follows from the core's result (spec/blocks.md, "Receipts"):
-    rejected -> ok, error; limit (resting set) -> ok, order_id, fills, resting, canceled;
-    market (order id, no resting) -> ok, order_id, fills, canceled; cancel (an id in
-    `canceled`, no order id) -> ok, canceled; deposit or withdraw -> ok.
-    """
-    if not receipt.ok:
-        return {"ok": False, "error": receipt.error}
-    if receipt.order_id is not None:
-        obj: dict[str, object] = {
-            "ok": True,
-            "order_id": receipt.order_id,
-            "fills": [
-                {
-                    "maker_order_id": f.maker_order_id,
-                    "taker_order_id": f.taker_order_id,
-                    "maker": f.maker,
-                    "taker": f.taker,
-                    "price": f.price,
-                    "size": f.size,
-                }
-                for f in receipt.fills
-            ],
-        }
-        if receipt.resting is not None:
-            obj["resting"] = receipt.resting
-        obj["canceled"] = list(receipt.canceled)
-        return obj
-    if receipt.canceled:
-        return {"ok": True, "canceled": list(receipt.canceled)}
-    return {"ok": True}
-
-
-def block_receipts_obj(
-    height: int, state_root_hex: str | None, receipts: Sequence[Receipt]
-) -> dict[str, object]:
-    return {
-        "height": height,
-        "state_root": state_root_hex,
-        "receipts": [receipt_to_json_obj(r) for r in receipts],
-    }
-
-
-_REJECTED = {code: orjson.dumps({"ok": False, "error": code}).decode() for code in ERROR_CODES}
-
-
-def receipt_json(receipt: Receipt) -> str:
-    """The compact JSON text of `receipt_to_json_obj(receipt)`: O(fills + canceled).
-
-    The receipts with nothing listed but an order id (a resting or ioc limit without
-    fills, a cancel, a transfer, a rejection: most of a block) are formatted from fixed
-    text; any other goes through orjson. Tests compare both ways with `json.dumps` of
-    the object over generated blocks.
-    """
-    # One unpacking instead of an attribute lookup per field (a named tuple's attribute
-    # goes through the generic lookup: a third of this function's cost).
-    ok, error, order_id, fills, resting, canceled, _ = receipt
-    if not ok:
-        text = _REJECTED.get(error)  # type: ignore[arg-type]
-        if text is not None:
-            return text
-    elif order_id is not None:
-        if not fills and not canceled:
-            if resting is not None:
-                return (f'{{"ok":true,"order_id":{order_id},"fills":[],'
-                        f'"resting":{resting},"canceled":[]}}')
-            return f'{{"ok":true,"order_id":{order_id},"fills":[],"canceled":[]}}'
-    elif not canceled:
-        return '{"ok":true}'
-    elif len(canceled) == 1:
-        return f'{{"ok":true,"canceled":[{canceled[0]}]}}'
-    return orjson.dumps(receipt_to_json_obj(receipt)).decode()
-
-
-def block_receipts_line(
-    height: int, state_root_hex: str | None, receipts: Sequence[Receipt]
-) -> str:
-    """One line of the `--receipts` JSON Lines file (no trailing newline).
-
-    The same bytes as `json.dumps(block_receipts_obj(...), separators=(",", ":"))`
-    (ASCII strings, integers below 2^64), built receipt by receipt by `receipt_json`
-    (about a third of the cost of building the objects for orjson); receipts are written
-    for every block, and stored with it.
-    """
-    root = "null" if state_root_hex is None else orjson.dumps(state_root_hex).decode()
-    return (f'{{"height":{height},"state_root":{root},"receipts":['
-            + ",".join(map(receipt_json, receipts)) + "]}")
-
-
 __all__ = [
     "MAX_U64",
     "SIDE_NAMES",
     "TIF_NAMES",
     "block_hash",
-    "block_receipts_line",
-    "block_receipts_obj",
     "block_schema_error",
     "cbor_uint",
     "encode_block",
     "encode_block_checked",
     "encode_tx",
-    "receipt_json",
-    "receipt_to_json_obj",
     "tx_schema_error",
 ]

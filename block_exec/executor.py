@@ -18,10 +18,10 @@ from types import TracebackType
 from block_exec.apply import apply_block
 from block_exec.authorized import apply_authorized_block, decode_auth, encode_auth
 from block_exec.decode import decode_cbor_block
-from block_exec.encode import block_receipts_line
 from block_exec.errors import BlockSequenceError
 from block_exec.genesis import Genesis, GenesisError, genesis_balances_state
 from block_exec.pipeline import StoreWriter, WriterFailed, history_sidecar
+from block_exec.receipts_json import block_receipts_line
 from block_exec.signed import TxAuth
 from block_exec.types import Block, BlockResult, Limit, Market
 from block_exec.validate import checked_block_bytes, validate_block

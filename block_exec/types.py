@@ -199,7 +199,7 @@ market remainder, or the user-cancelled order). Fills carry asset and taker_side
 height is the block's (`BlockResult.height`)."""
 
 Receipt = OpResult
-"""The core's result of one tx; see `encode.receipt_to_json_obj` for its JSON form."""
+"""The core's result of one tx; see `receipts_json.receipt_to_json_obj` for its JSON form."""
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from block_exec.encode import block_receipts_line, receipt_json, receipt_to_json_obj
+from block_exec.receipts_json import block_receipts_line, receipt_json, receipt_to_json_obj
 from state_machine import ERROR_CODES, Fill, OpResult, Side
 
 USER = "0x" + "12" * 20

@@ -14,8 +14,8 @@ import json
 import blake3
 
 from block_exec.decode import block_from_obj
-from block_exec.encode import block_receipts_line
 from block_exec.executor import Executor
+from block_exec.receipts_json import block_receipts_line
 from block_exec.simulate import MarketConfig, SimulatedMarket
 
 BLOCKS = 600

@@ -5,9 +5,9 @@ answers every tx."""
 from __future__ import annotations
 
 from block_exec import bench_signed
-from block_exec.encode import receipt_to_json_obj
 from block_exec.executor import Executor
 from block_exec.genesis import genesis_balances_state
+from block_exec.receipts_json import receipt_to_json_obj
 from block_exec.signed import SignatureCache, check_signed_tx
 from block_exec.types import Block
 from state_machine import state_entries

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from block_exec import Executor, block_from_obj, decode_json_block
-from block_exec.encode import block_receipts_line, receipt_to_json_obj
 from block_exec.errors import BlockSchemaError
 from block_exec.genesis import Genesis, GenesisBalance, GenesisError
+from block_exec.receipts_json import block_receipts_line, receipt_to_json_obj
 from block_exec.signed import TxAuth
 from block_exec.simulate import SimulatedMarket
 from block_exec.types import Block, Cancel, Deposit, Limit, Tx, Withdraw

@@ -15,8 +15,9 @@ import cbor2
 import pytest
 
 from block_exec import Executor
-from block_exec.encode import encode_tx, receipt_to_json_obj
+from block_exec.encode import encode_tx
 from block_exec.genesis import parse_app_state
+from block_exec.receipts_json import receipt_to_json_obj
 from block_exec.signed import SignatureCache, TxRefused, check_signed_tx
 from block_exec.types import Block
 from state_machine import state_entries

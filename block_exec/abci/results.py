@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from block_exec.abci.proto.tendermint.abci import types_pb2 as abci
-from block_exec.encode import receipt_to_json_obj
+from block_exec.receipts_json import receipt_to_json_obj
 from block_exec.types import Receipt
 from state_machine import CancelReason
 
