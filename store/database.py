@@ -6,18 +6,17 @@ entries that changed since the previous checkpoint (as new versions, plus a "lat
 the roots and the checkpoint's metadata; then, in a batch of its own, pruning of checkpoints
 beyond `keep` (`store.checkpoints`). History queries are `store.history`, the checks of
 `verify` are `store.audit`, the meta rows `store.meta`. This module opens the database
-and keeps the head. (Pipelined, several blocks share one batch: `append_blocks`.)
+and keeps the head. (Pipelined, several blocks share one batch: `stage_blocks`, then `commit`.)
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from state_machine import CoreError, CoreStateMachine, normalize_address
-from store import audit, blocklog, checkpoints, codec, history, leveldb, meta
+from store import audit, blocklog, checkpoints, codec, history, leveldb, meta, staging
 from store import keys as K
 from store.checkpoints import Restored
 from store.errors import BlockConflict, CorruptStore, StoreError
@@ -33,12 +32,16 @@ from store.records import (
     StoredBlock,
 )
 from store.roots import start_roots
+from store.staging import StagedBatch
 
 DB_DIR = "leveldb"
 DEFAULT_CHECKPOINT_INTERVAL = meta.DEFAULT_CHECKPOINT_INTERVAL
 DEFAULT_KEEP = 10
 
-__all__ = ["DB_DIR", "DEFAULT_CHECKPOINT_INTERVAL", "DEFAULT_KEEP", "Restored", "Store"]
+__all__ = [
+    "DB_DIR", "DEFAULT_CHECKPOINT_INTERVAL", "DEFAULT_KEEP", "Restored", "StagedBatch", "Store",
+]
+
 
 class Store:
     """The node database. Not thread-safe: one executor owns it."""
@@ -129,9 +132,9 @@ class Store:
             raise CorruptStore(
                 f"checkpoint {self._checkpoint_heights[-1]} is above the head {self.head_height}"
             )
+        self._tip = (self.head_height, self.head_hash, self._next_fill_seq)  # staged head
         self._latest: CheckpointInfo | None = None
-        self.last_batch_bytes = 0  # key + value bytes of the last block/checkpoint batch
-        self._checkpoint_bytes = 0
+        self._last_batch: tuple[list[blocklog.Row], int] = ([], 0)  # rows, checkpoint bytes
         if self._checkpoint_heights:
             self._latest = self.checkpoint(self._checkpoint_heights[-1])
         if not self.read_only:
@@ -247,37 +250,41 @@ class Store:
         return True
 
     @guarded
-    def append_blocks(
+    def stage_blocks(
         self, records: Sequence[BlockRecord], checkpoint: Checkpoint | None = None
-    ) -> None:
-        """Store consecutive new blocks (head+1, ...) in ONE atomic batch (a kill leaves all
-        or none), with the last one's checkpoint if given (then synced): the pipelined
-        writer's call. BlockConflict for a gap. Cost: O(rows) + O(checkpoint changes)."""
+    ) -> StagedBatch:
+        """ONE atomic batch of consecutive blocks above the last staged one (a kill leaves
+        all or none), and the last one's checkpoint if given (then synced), built but not
+        written (`commit`, in the order staged; a checkpoint only once the batches before
+        it are committed: it reads their rows). BlockConflict for a gap. O(rows)."""
         self._check_writable()
-        self._write_blocks(records, checkpoint)
+        staged = staging.stage_batch(self._db, records, checkpoint, self._tip, self._latest,
+                                     self.checkpoint_interval, self.sync_blocks)
+        self._tip = staged.tip
+        return staged
+
+    @guarded
+    def commit(self, staged: StagedBatch) -> None:
+        """Write a staged batch (then prune after a checkpoint). LevelDB's write runs
+        without the GIL: a thread may commit while the owner stages the next batch."""
+        staged.batch.write()
+        self.head_height, self.head_hash, self._next_fill_seq = staged.tip
+        self._last_batch = (staged.rows, staged.checkpoint_bytes)
+        if staged.checkpoint is not None:
+            self._checkpoint_written(staged.checkpoint)
+
+    @property
+    def last_batch_bytes(self) -> int:
+        """Key + value bytes of the last block/checkpoint batch (computed when asked)."""
+        return staging.rows_bytes(self._last_batch[0]) + self._last_batch[1]
 
     def _write_blocks(self, records: Sequence[BlockRecord], checkpoint: Checkpoint | None) -> None:
-        last = records[-1]
-        if checkpoint is not None and checkpoint.height != last.height:
-            raise StoreError(f"checkpoint {checkpoint.height} given with block {last.height}")
-        all_rows, height, prev_hash, seq = blocklog.blocks_rows(
-            records, self.head_height, self.head_hash, self._next_fill_seq
-        )
-        sync = self.sync_blocks or checkpoint is not None
-        written = sum(map(len, itertools.chain.from_iterable(all_rows)))
-        with self._db.write_batch(transaction=True, sync=sync) as batch:
-            batch_put = batch.put
-            for key, value in all_rows:
-                batch_put(key, value)
-            info = None
-            if checkpoint is not None:
-                info = self._stage_checkpoint(batch, checkpoint, last.block_hash)
-        self.head_height = height
-        self.head_hash = prev_hash
-        self._next_fill_seq = seq
-        self.last_batch_bytes = written + (0 if info is None else self._checkpoint_bytes)
-        if info is not None:
-            self._checkpoint_written(info)
+        staged = self.stage_blocks(records, checkpoint)
+        try:
+            self.commit(staged)
+        except BaseException:
+            self._tip = (self.head_height, self.head_hash, self._next_fill_seq)
+            raise
 
     @guarded
     def blocks_after(self, height: int) -> Iterator[StoredBlock]:
@@ -339,19 +346,14 @@ class Store:
         with self._db.write_batch(transaction=True, sync=True) as batch:
             if chain_id is not None:
                 batch.put(K.CHAIN_ID_KEY, codec.frame([chain_id.encode()]))
-            info = self._stage_checkpoint(batch, checkpoint, self.head_hash)
+            info, info_bytes = checkpoints.stage_checkpoint(
+                self._db, batch, checkpoint, self.head_hash, self._latest,
+                self.checkpoint_interval,
+            )
         if chain_id is not None:
             self.chain_id = chain_id
-        self.last_batch_bytes = self._checkpoint_bytes
+        self._last_batch = ([], info_bytes)
         self._checkpoint_written(info)
-
-    def _stage_checkpoint(
-        self, batch: Any, checkpoint: Checkpoint, block_hash: bytes
-    ) -> CheckpointInfo:
-        info, self._checkpoint_bytes = checkpoints.stage_checkpoint(
-            self._db, batch, checkpoint, block_hash, self._latest, self.checkpoint_interval
-        )
-        return info
 
     def _checkpoint_written(self, info: CheckpointInfo) -> None:
         self._checkpoint_heights.append(info.height)

@@ -1,9 +1,10 @@
 """The store writer process of a pipelined executor (`block_exec.pipeline` is the other
 end, `store.pipe` the wire): it owns the LevelDB store while the executor applies blocks,
-builds each handed-over block's `BlockRecord` from its bytes and writes the blocks that
-have arrived in one atomic batch, then acknowledges the height they reach (spec/store.md,
-"Pipelined writing"). It lives in `store` so that its process imports `store` alone, never
-`block_exec` (about a fifth of the import time).
+builds each handed-over block's `BlockRecord` from its bytes and stages the blocks that
+have arrived as one atomic batch, which its committer thread (`store.committer`) writes,
+then acknowledges the height they reach (spec/store.md, "Pipelined writing"). It lives
+in `store` so that its process imports `store` alone, never `block_exec` (about a fifth
+of the import time).
 
 Run as `python -m store.writer CMD_FD ACK_FD LOCK_FD DIRECTORY INTERVAL KEEP SYNC`, by
 `block_exec.pipeline.StoreWriter` only. It never prints: a failure is one `E` frame (one
@@ -23,6 +24,7 @@ import sys
 from array import array
 from collections.abc import Sequence
 
+from store.committer import CommitFailed, Committer
 from store.database import Store
 from store.pipe import BLOCK_HEAD, U64, FrameReader, frame, write_all
 from store.records import BlockRecord, Checkpoint, PackedHistory, Roots
@@ -62,25 +64,52 @@ def decode_block(payload: bytes) -> tuple[BlockRecord, Checkpoint | None]:
     return record, checkpoint
 
 
-def store_frames(store: Store, payloads: Sequence[bytes]) -> int:
-    """Write the `B` frames that have arrived: consecutive blocks share one batch, a
-    checkpoint closes its batch (the block's own, as `append_block` writes it)."""
+def stage_frames(store: Store, committer: Committer, payloads: Sequence[bytes]) -> None:
+    """Stage the `B` frames that have arrived and hand them to the committer:
+    consecutive blocks share one batch, a checkpoint closes its batch (the block's own,
+    as `append_block` writes it) and is staged once the batches before it are written
+    (it reads the state rows the previous checkpoint wrote)."""
     group: list[BlockRecord] = []
     for payload in payloads:
         record, checkpoint = decode_block(payload)
         group.append(record)
         if checkpoint is not None:
-            store.append_blocks(group, checkpoint)
+            committer.drain()
+            committer.submit(store.stage_blocks(group, checkpoint))
             group = []
     if group:
-        store.append_blocks(group)
-    return store.head_height
+        committer.submit(store.stage_blocks(group))
+
+
+def _error_frame(exc: BaseException) -> list[bytes]:
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return frame([b"E", f"store writer: {message}".encode()])
+
+
+class _Acks:
+    """The acknowledgement pipe, written from both threads (each frame in one write: a
+    pipe write of less than PIPE_BUF bytes is never interleaved with another)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, parts: list[bytes]) -> None:
+        write_all(self.fd, frame(parts))
+
+    def durable(self, height: int) -> None:
+        self.send([b"D", U64.pack(height)])
+
+    def failed(self, exc: BaseException) -> None:
+        with contextlib.suppress(OSError):
+            write_all(self.fd, _error_frame(exc))
 
 
 def serve(commands: FrameReader, ack_fd: int, open_store: type[Store], argv: list[str]) -> None:
     directory, interval, keep, sync = argv[3], int(argv[4]), int(argv[5]), argv[6] == "1"
+    acks = _Acks(ack_fd)
     store: Store | None = None
-    write_all(ack_fd, frame([b"R"]))  # imported: ready for the store
+    committer: Committer | None = None
+    acks.send([b"R"])  # imported: ready for the store
     try:
         while True:
             if not commands.fill():
@@ -91,23 +120,29 @@ def serve(commands: FrameReader, ack_fd: int, open_store: type[Store], argv: lis
                 if kind == b"B":
                     blocks.append(payload)
                     continue
-                if blocks and store is not None:
-                    write_all(ack_fd, frame([b"D", U64.pack(store_frames(store, blocks))]))
+                if blocks and store is not None and committer is not None:
+                    stage_frames(store, committer, blocks)
                     blocks = []
                 if kind == b"O":
                     store = open_store(directory, checkpoint_interval=interval, keep=keep,
                                        sync_blocks=sync, create=False, lock_fd=int(argv[2]))
+                    committer = Committer(store, acks.durable, acks.failed)
                 elif kind == b"Q":
-                    if store is not None:
+                    if store is not None and committer is not None:
+                        committer.drain()
+                        committer.stop()
+                        committer = None
                         store.close()
                         store = None
-                    write_all(ack_fd, frame([b"X"]))
+                    acks.send([b"X"])
                     return
             if blocks:
-                if store is None:
+                if store is None or committer is None:
                     raise RuntimeError("a block before the store was handed over")
-                write_all(ack_fd, frame([b"D", U64.pack(store_frames(store, blocks))]))
+                stage_frames(store, committer, blocks)
     finally:
+        if committer is not None:
+            committer.stop()  # (no LevelDB write may run while the store closes)
         if store is not None:
             store.close()
 
@@ -120,12 +155,10 @@ def main(argv: list[str]) -> int:
     cmd_fd, ack_fd = int(argv[0]), int(argv[1])
     try:
         serve(FrameReader(cmd_fd), ack_fd, Store, argv)
-    except BrokenPipeError:
-        return 1  # the executor is gone: nobody to tell
+    except (BrokenPipeError, CommitFailed):
+        return 1  # the executor is gone (nobody to tell), or the committer told it
     except BaseException as exc:  # never a traceback: one line to the executor
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        with contextlib.suppress(OSError):
-            write_all(ack_fd, frame([b"E", f"store writer: {message}".encode()]))
+        _Acks(ack_fd).failed(exc)
         return 1
     return 0
 

@@ -6,12 +6,14 @@ as one line, never a hang."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -21,8 +23,10 @@ from block_exec.pipeline import history_sidecar
 from block_exec.types import Block, Limit, Market, Tx
 from state_machine import OrderType
 from store import BlockRecord, OrderPlaced, Store, StoreError, blocklog
+from store.committer import CommitFailed, Committer
 from store.leveldb import DB
 from store.roots import compute_roots
+from store.staging import StagedBatch
 from store.writer import decode_block
 from tests.killing import kill_and_resume
 from tests.simulated import simulated_block_list
@@ -188,6 +192,43 @@ def test_failing_writer_reports_its_error(tmp_path: Path, blocks: list[Block]) -
     executor.close()
     with Store(str(directory)) as store:
         assert store.head_height == 1
+
+
+class _FlakyStore:
+    """A store whose commit of one height fails (standing in for a LevelDB error)."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing = failing
+        self.committed: list[int] = []
+
+    def commit(self, staged: StagedBatch) -> None:
+        if staged.height == self.failing:
+            raise StoreError(f"LevelDB error: cannot write block {staged.height}")
+        self.committed.append(staged.height)
+
+
+def _staged(height: int) -> StagedBatch:
+    return StagedBatch(None, False, height, b"", 0, [], None, 0)
+
+
+def test_committer_writes_in_order_and_stops_at_its_first_error() -> None:
+    """Batches are written in the order staged, each acknowledged after its commit; the
+    first failure is reported once and nothing after it is written (a later batch would
+    leave a gap below it)."""
+    store = _FlakyStore(failing=3)
+    acks: list[int] = []
+    errors: list[BaseException] = []
+    committer = Committer(cast(Store, store), acks.append, errors.append)
+    for height in (1, 2, 3, 4):
+        with contextlib.suppress(CommitFailed):
+            committer.submit(_staged(height))
+    with pytest.raises(CommitFailed):
+        committer.drain()
+    with pytest.raises(CommitFailed):
+        committer.submit(_staged(5))
+    committer.stop()
+    assert store.committed == [1, 2] and acks == [1, 2]
+    assert [str(error) for error in errors] == ["LevelDB error: cannot write block 3"]
 
 
 def child_main(directory: str, count: int) -> None:
