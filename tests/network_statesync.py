@@ -112,7 +112,11 @@ def join_by_state_sync(net: Any, timeout: float = 120.0) -> dict[str, Any]:
     restored = re.search(r"restoring the snapshot at height (\d+) \((\d+) chunks\)", log)
     assert restored, "the 5th node restored no snapshot"
     height, chunks = int(restored.group(1)), int(restored.group(2))
-    assert height == expected and chunks >= 10, (height, expected)
+    # The snapshot of the window, or a later one when the node took longer than the window
+    # to start and connect (seen once at a load average of 12 on 2 cores): either way one
+    # every validator offered when the node asked.
+    assert height >= expected and height % SNAPSHOT_INTERVAL == 0 and chunks >= 10, (
+        height, expected)
     assert f"restored height {height}," in log
     assert log.count("heap frozen: ") == 2  # once opened (empty), once restored
     corrupt_id = net.manifest["nodes"][CORRUPT_NODE]["node_id"]
