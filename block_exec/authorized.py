@@ -31,9 +31,11 @@ from block_exec.types import (
     Tx,
     Withdraw,
 )
-from state_machine import CoreStateMachine, OpResult
+from state_machine import CoreStateMachine, rejected
 
 _HEX = frozenset("0123456789abcdef")
+_NOT_AUTHORIZED = rejected(NOT_AUTHORIZED)
+_BAD_NONCE = rejected(BAD_NONCE)
 
 
 def check_auth(block: Block, auth: Sequence[TxAuth]) -> None:
@@ -97,9 +99,9 @@ def apply_authorized_block(
     receipts: list[Receipt] = []
     for tx, item in zip(block.txs, auth, strict=True):
         if not is_authorized(tx, item.signer, bridge):
-            receipts.append(OpResult(False, NOT_AUTHORIZED))
+            receipts.append(_NOT_AUTHORIZED)
         elif item.nonce != nonces.get(item.signer):
-            receipts.append(OpResult(False, BAD_NONCE))
+            receipts.append(_BAD_NONCE)
         else:
             nonces.use(item.signer)
             receipts.append(_apply_tx(state, tx))

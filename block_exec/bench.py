@@ -342,7 +342,7 @@ def bench_apply_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figu
         block = decode_json_block(line)
         result = executor.apply_block(block)
         root = None if result.state_root is None else result.state_root.hex()
-        sink.write(block_receipts_line(block.height, root, result.receipts))
+        sink.write(block_receipts_line(block.height, root, result.results))
         txs += len(block.txs)
     seconds = time.perf_counter() - start
     return figure("mixed_flow/apply_block_in_memory", txs, seconds,

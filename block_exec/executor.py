@@ -339,7 +339,7 @@ class Executor:
     ) -> None:
         assert self.store is not None
         root_hex = None if result.state_root is None else result.state_root.hex()
-        result.receipts_line = block_receipts_line(block.height, root_hex, result.receipts)
+        result.receipts_line = block_receipts_line(block.height, root_hex, result.results)
         if self._pipelined:
             self._hand_over(block, result, auth)
             return
@@ -348,8 +348,8 @@ class Executor:
         placed: list[StoredOrder] = []
         fills: list[Fill] = []
         cancellations: list[Cancellation] = []
-        for tx, receipt in zip(block.txs, result.receipts, strict=True):
-            order_id = receipt.order_id
+        for tx, receipt in zip(block.txs, result.results, strict=True):
+            _, _, order_id, receipt_fills, _, _, receipt_cancellations = receipt
             if order_id is not None:
                 if type(tx) is Limit:
                     placed.append(StoredOrder(order_id, tx.user, tx.asset, tx.side,
@@ -358,10 +358,10 @@ class Executor:
                     assert type(tx) is Market
                     placed.append(StoredOrder(order_id, tx.user, tx.asset, tx.side,
                                               OrderType.MARKET, None, None, tx.size))
-            if receipt.fills:
-                fills.extend(receipt.fills)
-            if receipt.cancellations:
-                cancellations.extend(receipt.cancellations)
+            if receipt_fills:
+                fills.extend(receipt_fills)
+            if receipt_cancellations:
+                cancellations.extend(receipt_cancellations)
         record = BlockRecord(
             height=block.height,
             time=block.time,

@@ -106,7 +106,7 @@ def genesis_balances_state(genesis: Genesis) -> CoreStateMachine:
     """A state holding the genesis balances (each credited as `available`)."""
     machine = CoreStateMachine()
     for item in genesis.balances:
-        result = machine.deposit(item.user, item.asset, item.amount)
-        if not result.ok:  # pragma: no cover - 2^192 items of 2^64-1 would be needed
+        ok, *_ = machine.deposit(item.user, item.asset, item.amount)
+        if not ok:  # pragma: no cover - 2^192 items of 2^64-1 would be needed
             raise _fail(f"supply of asset {item.asset} overflows")
     return machine

@@ -69,7 +69,7 @@ def history_sidecar(block: Block, result: BlockResult) -> tuple[bytes, bytes]:
     users: list[str] = []  # the orders' users, then the fills'
     fills: list[Fill] = []
     cancels: list[Cancellation] = []
-    for tx, receipt in zip(block.txs, result.receipts, strict=True):
+    for tx, receipt in zip(block.txs, result.results, strict=True):
         _, _, order_id, receipt_fills, _, _, cancellations = receipt  # no attribute lookups
         if order_id is not None:
             users.append(tx.user)

@@ -22,12 +22,13 @@ def receipt_to_json_obj(receipt: Receipt) -> dict[str, object]:
     market (order id, no resting) -> ok, order_id, fills, canceled; cancel (an id in
     `canceled`, no order id) -> ok, canceled; deposit or withdraw -> ok.
     """
-    if not receipt.ok:
-        return {"ok": False, "error": receipt.error}
-    if receipt.order_id is not None:
+    ok, error, order_id, fills, resting, canceled, _ = receipt
+    if not ok:
+        return {"ok": False, "error": error}
+    if order_id is not None:
         obj: dict[str, object] = {
             "ok": True,
-            "order_id": receipt.order_id,
+            "order_id": order_id,
             "fills": [
                 {
                     "maker_order_id": f.maker_order_id,
@@ -37,15 +38,15 @@ def receipt_to_json_obj(receipt: Receipt) -> dict[str, object]:
                     "price": f.price,
                     "size": f.size,
                 }
-                for f in receipt.fills
+                for f in fills
             ],
         }
-        if receipt.resting is not None:
-            obj["resting"] = receipt.resting
-        obj["canceled"] = list(receipt.canceled)
+        if resting is not None:
+            obj["resting"] = resting
+        obj["canceled"] = list(canceled)
         return obj
-    if receipt.canceled:
-        return {"ok": True, "canceled": list(receipt.canceled)}
+    if canceled:
+        return {"ok": True, "canceled": list(canceled)}
     return {"ok": True}
 
 

@@ -222,9 +222,9 @@ def _run(
         result = executor.apply_block(block)
         totals.blocks += 1
         totals.txs += len(block.txs)
-        for receipt in result.receipts:
-            if receipt.ok:
-                totals.fills += len(receipt.fills)
+        for ok, _, _, fills, *_ in result.results:
+            if ok:
+                totals.fills += len(fills)
             else:
                 totals.rejected += 1
         if result.state_root is not None:

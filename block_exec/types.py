@@ -17,6 +17,7 @@ from state_machine import (
     Fill,
     OpResult,
     OrderType,
+    Result,
     Side,
     Tif,
 )
@@ -198,8 +199,10 @@ order, then its cancellations (self-trade makers in match order, then a taker's 
 market remainder, or the user-cancelled order). Fills carry asset and taker_side; their
 height is the block's (`BlockResult.height`)."""
 
-Receipt = OpResult
-"""The core's result of one tx; see `receipts_json.receipt_to_json_obj` for its JSON form."""
+Receipt = Result
+"""The core's result of one tx, a plain tuple in `OpResult`'s field order (unpack it, or
+name it with `OpResult._make`); see `receipts_json.receipt_to_json_obj` for its
+JSON form."""
 
 
 @dataclass(slots=True)
@@ -207,18 +210,26 @@ class BlockResult:
     height: int
     time: int
     block_hash: bytes  # blake3 of the block's canonical CBOR, 32 bytes
-    receipts: tuple[Receipt, ...]  # one per tx, in block order
-    txs: tuple[Tx, ...]  # the block's txs, receipts[i] answering txs[i]
+    # The core's result of each tx, in block order, as plain tuples (`Receipt`): what the
+    # executor's own paths read; `receipts` is the same, named.
+    results: tuple[Receipt, ...]
+    txs: tuple[Tx, ...]  # the block's txs, results[i] answering txs[i]
     state_root: bytes | None = None  # set by the executor at checkpoint heights
     block_bytes: bytes = b""  # the block's canonical CBOR (what its hash is taken of)
     receipts_line: str | None = None  # its receipts JSON line, once something encoded it
 
+    @property
+    def receipts(self) -> tuple[OpResult, ...]:
+        """The receipts, one per tx in block order, by name (`receipts[0].ok`): the named
+        view of `results`, built on each read (O(txs); the hot paths read `results`)."""
+        return tuple(map(OpResult._make, self.results))
+
     def placed(self) -> list[OrderPlaced]:
         """The orders the block's accepted limit and market txs created, in block order."""
         return [
-            OrderPlaced(receipt.order_id, tx)  # type: ignore[arg-type]
-            for tx, receipt in zip(self.txs, self.receipts, strict=True)
-            if receipt.order_id is not None
+            OrderPlaced(order_id, tx)  # type: ignore[arg-type]
+            for tx, (_, _, order_id, *_) in zip(self.txs, self.results, strict=True)
+            if order_id is not None
         ]
 
     @property
@@ -229,13 +240,14 @@ class BlockResult:
         apply path.
         """
         events: list[Event] = []
-        for tx, receipt in zip(self.txs, self.receipts, strict=True):
-            if not receipt.ok:
+        for tx, receipt in zip(self.txs, self.results, strict=True):
+            ok, _, order_id, fills, _, _, cancellations = receipt
+            if not ok:
                 continue
-            if receipt.order_id is not None:
-                events.append(OrderPlaced(receipt.order_id, tx))  # type: ignore[arg-type]
-            events.extend(receipt.fills)
-            events.extend(receipt.cancellations)
+            if order_id is not None:
+                events.append(OrderPlaced(order_id, tx))  # type: ignore[arg-type]
+            events.extend(fills)
+            events.extend(cancellations)
         return tuple(events)
 
     @property

@@ -36,9 +36,11 @@ from state_machine.types import (
     OpResult,
     Order,
     OrderType,
+    Result,
     Side,
     Tif,
     normalize_address,
+    rejected,
 )
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "Order",
     "OrderBook",
     "OrderType",
+    "Result",
     "Side",
     "StateChanges",
     "Tif",
@@ -75,5 +78,6 @@ __all__ = [
     "machine_from_entries",
     "namespace_of",
     "normalize_address",
+    "rejected",
     "state_entries",
 ]

@@ -21,17 +21,21 @@ from state_machine.domain import check_amount, check_asset, check_user
 from state_machine.nonces import Nonces
 from state_machine.orders import OrderEntry
 from state_machine.types import (
+    ACCEPTED,
     INSUFFICIENT_BALANCE,
     MAX_BALANCE,
     OVERFLOW,
     QUOTE_ASSET,
     Address,
-    OpResult,
     Order,
+    Result,
     Side,
+    rejected,
 )
 
 BUY = Side.BUY
+_OVERFLOW = rejected(OVERFLOW)
+_NO_FUNDS = rejected(INSUFFICIENT_BALANCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,24 +128,24 @@ class CoreStateMachine(OrderEntry):
 
     # -- transfers ---------------------------------------------------------------------
 
-    def deposit(self, user: Address, asset: int, amount: int) -> OpResult:
+    def deposit(self, user: Address, asset: int, amount: int) -> Result:
         check_user(user)
         check_asset(asset)
         check_amount("amount", amount)
         supply = self.balances.supply.get(asset, 0) + amount
         if supply > MAX_BALANCE:
             # Bounding the asset's whole supply bounds every balance, fills included.
-            return OpResult(False, OVERFLOW)
+            return _OVERFLOW
         self.balances.supply[asset] = supply
         self.balances.account(user, asset)[0] += amount
-        return OpResult(True)
+        return ACCEPTED
 
-    def withdraw(self, user: Address, asset: int, amount: int) -> OpResult:
+    def withdraw(self, user: Address, asset: int, amount: int) -> Result:
         check_user(user)
         check_asset(asset)
         check_amount("amount", amount)
         if self.balances.available(user, asset) < amount:
-            return OpResult(False, INSUFFICIENT_BALANCE)
+            return _NO_FUNDS
         self.balances.account(user, asset)[0] -= amount
         self.balances.supply[asset] -= amount
-        return OpResult(True)
+        return ACCEPTED

@@ -36,10 +36,11 @@ from state_machine.types import (
     Cancellation,
     CancelReason,
     Fill,
-    OpResult,
     Order,
+    Result,
     Side,
     Tif,
+    rejected,
 )
 
 BUY = Side.BUY
@@ -49,6 +50,11 @@ IOC = Tif.IOC
 ALO = Tif.ALO
 USER_CANCEL = CancelReason.USER
 new_object = object.__new__
+# The rejections, shared (a result is immutable).
+_NO_FUNDS = rejected(INSUFFICIENT_BALANCE)
+_CROSSES = rejected(WOULD_CROSS)
+_UNKNOWN = rejected(UNKNOWN_ORDER)
+_NOT_OWNER = rejected(NOT_OWNER)
 
 
 class OrderEntry(Matching):
@@ -61,7 +67,7 @@ class OrderEntry(Matching):
 
     def limit(
         self, user: Address, asset: int, side: Side, price: int, size: int, tif: Tif = Tif.GTC
-    ) -> OpResult:
+    ) -> Result:
         """A limit order: match what crosses, then rest (gtc), cancel (ioc) or refuse (alo).
 
         The hot path of the whole engine (a resting insert is most of a busy venue's flow),
@@ -102,7 +108,7 @@ class OrderEntry(Matching):
         if funds is None or funds[0] < held:
             if funds is None:
                 check_user(user)
-            return OpResult(False, INSUFFICIENT_BALANCE)
+            return _NO_FUNDS
         crosses = False
         if book is not None:
             # The best opposite price: the top of its heap once stale prices are dropped.
@@ -122,7 +128,7 @@ class OrderEntry(Matching):
                 if heap and -heap[0] >= price:
                     crosses = True
             if crosses and tif is ALO:
-                return OpResult(False, WOULD_CROSS)
+                return _CROSSES
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
@@ -145,14 +151,13 @@ class OrderEntry(Matching):
                     book, user, order_id, price, size, fills, canceled, cancellations
                 )
             if not remaining:
-                return new_tuple(OpResult, (True, None, order_id, fills, 0, canceled,
-                                            cancellations))
+                return True, None, order_id, fills, 0, canceled, cancellations
 
         held = price * remaining if is_buy else remaining
         if tif is IOC:
             funds[0] += held
             ioc = Cancellation(order_id, user, asset, side, price, remaining, CancelReason.IOC)
-            return OpResult(True, None, order_id, fills, 0, canceled, [*cancellations, ioc])
+            return True, None, order_id, fills, 0, canceled, [*cancellations, ioc]
         funds[1] += held
         if book is None:
             book = self.books[asset] = OrderBook(asset)
@@ -189,10 +194,9 @@ class OrderEntry(Matching):
         level.live += 1
         self.orders[order_id] = order
         self.dirty_orders[order_id] = order
-        return new_tuple(OpResult, (True, None, order_id, fills, remaining, canceled,
-                                    cancellations))
+        return True, None, order_id, fills, remaining, canceled, cancellations
 
-    def market(self, user: Address, asset: int, side: Side, size: int) -> OpResult:
+    def market(self, user: Address, asset: int, side: Side, size: int) -> Result:
         """A market order: take until filled or the other side is empty; cancel the rest.
 
         A market buy pays level by level from its available quote and stops as soon as it
@@ -214,9 +218,9 @@ class OrderEntry(Matching):
             budget = balances.available(user, QUOTE_ASSET)
             best_ask = None if book is None else book.best_ask()
             if best_ask is not None and budget < best_ask:
-                return OpResult(False, INSUFFICIENT_BALANCE)
+                return _NO_FUNDS
         elif balances.available(user, asset) < size:
-            return OpResult(False, INSUFFICIENT_BALANCE)
+            return _NO_FUNDS
 
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
@@ -242,9 +246,9 @@ class OrderEntry(Matching):
             cancellations.append(
                 Cancellation(order_id, user, asset, side, 0, remaining, CancelReason.MARKET)
             )
-        return OpResult(True, None, order_id, fills, None, canceled, cancellations)
+        return True, None, order_id, fills, None, canceled, cancellations
 
-    def cancel(self, user: Address, asset: int, order_id: int) -> OpResult:
+    def cancel(self, user: Address, asset: int, order_id: int) -> Result:
         """Cancel a resting order of `user` (inlined: a busy venue's most frequent tx).
 
         O(1) amortised: the order is found by id and marked dead where it stands in its
@@ -267,10 +271,10 @@ class OrderEntry(Matching):
         order = self.orders.get(order_id)
         if order is None or order.asset != asset:
             check_user(user)
-            return OpResult(False, UNKNOWN_ORDER)
+            return _UNKNOWN
         if order.user != user:
             check_user(user)
-            return OpResult(False, NOT_OWNER)
+            return _NOT_OWNER
         price = order.price
         size = order.size
         side = order.side
@@ -303,7 +307,7 @@ class OrderEntry(Matching):
                 level.compact()
         else:
             del levels[price]  # its price stays in the heap, stale, until it is on top
-        return new_tuple(OpResult, (
-            True, None, None, (), None, [order_id],
-            [new_tuple(Cancellation, (order_id, user, asset, side, price, size, USER_CANCEL))],
-        ))
+        # One-item tuples, not lists: from the tuple free list, no separate item array.
+        return True, None, None, (), None, (order_id,), (
+            new_tuple(Cancellation, (order_id, user, asset, side, price, size, USER_CANCEL)),
+        )

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from state_machine import (
     QUOTE_ASSET,
-    CoreStateMachine,
     Side,
     Tif,
     machine_from_entries,
     state_entries,
 )
 from state_machine.book import DEAD_SLACK
+from tests.named_core import NamedCore
 
 A = "0x" + "aa" * 20
 B = "0x" + "bb" * 20
@@ -29,8 +29,8 @@ C = "0x" + "cc" * 20
 BUY, SELL, GTC = Side.BUY, Side.SELL, Tif.GTC
 
 
-def funded() -> CoreStateMachine:
-    m = CoreStateMachine()
+def funded() -> NamedCore:
+    m = NamedCore()
     for user in (A, B, C):
         assert m.deposit(user, QUOTE_ASSET, 10**9).ok
         assert m.deposit(user, 1, 10**6).ok

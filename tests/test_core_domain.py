@@ -22,12 +22,12 @@ from state_machine import (
     MAX_AMOUNT,
     MAX_ASSET,
     QUOTE_ASSET,
-    CoreStateMachine,
     InvalidArgument,
     Side,
     Tif,
     state_entries,
 )
+from tests.named_core import NamedCore
 
 A = "0x" + "ab" * 20
 B = "0x" + "cd" * 20
@@ -77,9 +77,9 @@ def users_bad(draw: st.DrawFn) -> object:
     return draw(st.sampled_from([None, 0, b"\xab" * 20, ["0x"], bytes.fromhex(A[2:])]))
 
 
-def busy_machine() -> CoreStateMachine:
+def busy_machine() -> NamedCore:
     """Two funded users and resting orders on book 1 on both sides."""
-    m = CoreStateMachine()
+    m = NamedCore()
     for user in (A, B):
         assert m.deposit(user, QUOTE_ASSET, 10**9).ok
         assert m.deposit(user, 1, 10**6).ok
@@ -116,7 +116,7 @@ BAD: dict[tuple[str, str], st.SearchStrategy[Any]] = {
 BAD.update({(op, "user"): users_bad() for op in VALID})
 
 
-def assert_refused_without_effect(m: CoreStateMachine, call: Callable[[], object]) -> None:
+def assert_refused_without_effect(m: NamedCore, call: Callable[[], object]) -> None:
     before = state_entries(m)
     next_id = m.next_order_id
     with pytest.raises(InvalidArgument):
@@ -161,7 +161,7 @@ def test_a_respelled_address_never_makes_a_second_account(spelling: object) -> N
 
 def test_a_float_amount_is_not_stored() -> None:
     """The case of the issue: `deposit(user, 1, 5.0)` stored a float in a balance."""
-    m = CoreStateMachine()
+    m = NamedCore()
     with pytest.raises(InvalidArgument, match=r"amount 5\.0 is a float"):
         m.deposit(A, 1, 5.0)  # type: ignore[arg-type]
     assert m.balance(A, 1) == (0, 0)

@@ -25,7 +25,6 @@ from state_machine import (
     MAX_AMOUNT,
     MAX_BALANCE,
     QUOTE_ASSET,
-    CoreStateMachine,
     OpResult,
     Side,
     Tif,
@@ -35,6 +34,7 @@ from state_machine import (
 )
 from state_machine.entries import NEXT_ORDER_ID_KEY, balance_key, encode_balance
 from state_machine.types import CANCEL_REASON_NAMES, SIDE_NAMES, TIF_NAMES
+from tests.named_core import NamedCore, as_named
 from tests.reference_matcher import ReferenceExchange, RefResult
 
 USERS = ["0x" + f"{i:02x}" * 20 for i in (0xA1, 0xB2, 0xC3, 0xD4)]
@@ -79,7 +79,7 @@ def as_ref(result: OpResult, asset: int, side: Side | None) -> RefResult:
 class CoreMachineTest(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.machine = CoreStateMachine()
+        self.machine = NamedCore()
         self.ref = ReferenceExchange()
         self.net: dict[int, int] = {}  # per asset: deposits - withdrawals (+ seeded funds)
         self.snapshot: dict[bytes, bytes] = dict(state_entries(self.machine))
@@ -106,7 +106,7 @@ class CoreMachineTest(RuleBasedStateMachine):
         }
         entries = [(NEXT_ORDER_ID_KEY, cbor2.dumps(1))]
         entries += [(balance_key(u, a), encode_balance(v, 0)) for (u, a), v in seeded.items()]
-        self.machine = machine_from_entries(sorted(entries))
+        self.machine = as_named(machine_from_entries(sorted(entries)))
         for (u, a), v in seeded.items():
             self.ref.balances[(u, a)] = [v, 0]
             self.net[a] = self.net.get(a, 0) + v

@@ -30,6 +30,7 @@ from state_machine import (
     CoreStateMachine,
     OpResult,
     OrderType,
+    Result,
     Side,
     Tif,
     changed_entries,
@@ -85,6 +86,10 @@ def generate_ops(seed: int, height: int, machine: CoreStateMachine, count: int) 
 
 
 def apply_op(machine: CoreStateMachine, op: Op) -> OpResult:
+    return OpResult._make(_apply(machine, op))
+
+
+def _apply(machine: CoreStateMachine, op: Op) -> Result:
     kind = op[0]
     if kind == "deposit":
         return machine.deposit(str(op[1]), int(op[2]), int(op[3]))

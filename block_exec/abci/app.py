@@ -241,7 +241,7 @@ class Application:
         block = Block(request.height, _time_ms(request.time), tuple(txs))
         pending = self.ledger.finalize(block, auth)
         self._committed.clear()
-        receipts = pending.result.receipts
+        receipts = pending.result.results
         results = [
             refused_tx_result(p) if isinstance(p, str) else exec_tx_result(receipts[p])
             for p in positions

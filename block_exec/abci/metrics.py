@@ -44,11 +44,11 @@ class Metrics:
         self.check_seconds.observe(seconds)
 
     def block_applied(self, result: BlockResult, seconds: float) -> None:
-        self.txs.inc(len(result.receipts))
-        for receipt in result.receipts:
-            self.receipts.labels(receipt.error or "ok").inc()
-            if receipt.fills:
-                self.fills.inc(len(receipt.fills))
+        self.txs.inc(len(result.results))
+        for _, error, _, fills, *_ in result.results:
+            self.receipts.labels(error or "ok").inc()
+            if fills:
+                self.fills.inc(len(fills))
         self.apply_seconds.observe(seconds)
 
     def committed(self, height: int, seconds: float) -> None:

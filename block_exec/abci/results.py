@@ -41,6 +41,7 @@ def _attribute(key: str, value: object) -> abci.EventAttribute:
 
 def receipt_events(receipt: Receipt) -> list[abci.Event]:
     """One `fill` event per fill and one `cancel` event per cancellation, in order."""
+    _, _, _, fills, _, _, cancellations = receipt
     events = [
         abci.Event(
             type="fill",
@@ -55,7 +56,7 @@ def receipt_events(receipt: Receipt) -> list[abci.Event]:
                 _attribute("taker_side", fill.taker_side.name.lower()),
             ],
         )
-        for fill in receipt.fills
+        for fill in fills
     ]
     events.extend(
         abci.Event(
@@ -68,7 +69,7 @@ def receipt_events(receipt: Receipt) -> list[abci.Event]:
                 _attribute("reason", _REASONS[cancel.reason]),
             ],
         )
-        for cancel in receipt.cancellations
+        for cancel in cancellations
     )
     return events
 
@@ -76,10 +77,11 @@ def receipt_events(receipt: Receipt) -> list[abci.Event]:
 def exec_tx_result(receipt: Receipt) -> abci.ExecTxResult:
     """The ExecTxResult of one applied tx: code, codespace, receipt JSON, events."""
     data = orjson.dumps(receipt_to_json_obj(receipt))
-    if not receipt.ok:
-        assert receipt.error is not None
+    ok, error, *_ = receipt
+    if not ok:
+        assert error is not None
         return abci.ExecTxResult(
-            code=CODES[receipt.error], codespace=CODESPACE, data=data, log=receipt.error
+            code=CODES[error], codespace=CODESPACE, data=data, log=error
         )
     return abci.ExecTxResult(
         code=0, codespace=CODESPACE, data=data, events=receipt_events(receipt)
