@@ -87,3 +87,10 @@ def refuse_order(
     check_amount("size", size)
     check_tif(tif)
     raise AssertionError("unreachable: the fast check failed on a valid order")
+
+
+def check_cancel(user: object, asset: object, order_id: object) -> None:
+    """Raise InvalidArgument naming the first of a cancel's arguments outside its domain."""
+    check_user(user)
+    check_book_asset(asset)
+    check_amount("order_id", order_id)

@@ -17,8 +17,7 @@ from heapq import heappop, heappush
 from state_machine.book import DEAD_SLACK, Level, OrderBook, rebuild_heap
 from state_machine.domain import (
     NO_PRICE,
-    check_amount,
-    check_book_asset,
+    check_cancel,
     check_side,
     check_user,
     refuse_order,
@@ -257,23 +256,20 @@ class OrderEntry(Matching):
         and an emptied level leaves its side's dict, its price left stale in the heap (see
         `book`).
         """
-        # Checked once; the user through the order: a resting order's user is canonical,
-        # so only the rejection paths check it in full.
-        if not (
-            type(asset) is int
-            and type(order_id) is int
-            and 0 < asset <= MAX_ASSET
-            and 0 < order_id <= MAX_AMOUNT
-        ):
-            check_user(user)
-            check_book_asset(asset)
-            check_amount("order_id", order_id)
+        # Only the types are tested on the way to a cancel; the rest is checked through the
+        # order: an order found under an `int` id, of an `int` asset equal to its own and
+        # of this user, has an id, an asset and a user in their domains (the core made it
+        # so). The rejection paths check all three in full first, so an argument outside
+        # its domain still raises InvalidArgument. (The two range tests cost ~19 of a
+        # cancel's ~170 bytecodes; `type` stays: `True` would find order 1.)
+        if type(asset) is not int or type(order_id) is not int:
+            check_cancel(user, asset, order_id)
         order = self.orders.get(order_id)
         if order is None or order.asset != asset:
-            check_user(user)
+            check_cancel(user, asset, order_id)
             return _UNKNOWN
         if order.user != user:
-            check_user(user)
+            check_cancel(user, asset, order_id)
             return _NOT_OWNER
         price = order.price
         size = order.size
