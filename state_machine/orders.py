@@ -151,8 +151,8 @@ class OrderEntry(Matching):
                 )
             if not remaining:
                 return True, None, order_id, fills, 0, canceled, cancellations
+            held = price * remaining if is_buy else remaining  # what is left to hold
 
-        held = price * remaining if is_buy else remaining
         if tif is IOC:
             funds[0] += held
             ioc = Cancellation(order_id, user, asset, side, price, remaining, CancelReason.IOC)
@@ -169,12 +169,15 @@ class OrderEntry(Matching):
             heap = book.ask_heap
             key = price
         level = levels.get(price)
-        if level is None:
+        if level is not None:
+            level.live += 1
+        else:
             # `book.add_level` inlined (its call was ~15% of opening a level): the same
-            # steps, the heap rebuilt there when its stale keys outnumber the levels.
+            # steps, the new order counted at once, the heap rebuilt there when its stale
+            # keys outnumber the levels.
             level = levels[price] = Level()
             level.price = price
-            level.live = 0
+            level.live = 1
             level.head = 0
             if len(heap) > 2 * len(levels) + 16:
                 rebuild_heap(levels, heap, key // price)
@@ -190,7 +193,6 @@ class OrderEntry(Matching):
         order.price = level.price
         order.size = remaining
         level.append(order)
-        level.live += 1
         self.orders[order_id] = order
         self.dirty_orders[order_id] = order
         return True, None, order_id, fills, remaining, canceled, cancellations
