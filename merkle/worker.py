@@ -1,15 +1,24 @@
-"""Hash-only roots of columns in a separate process: `python -m merkle.worker`.
+"""Hash-only roots of columns in a separate process: `python -m merkle.worker [--stream FD]`.
 
 A caller that wants the roots of many columns (one namespace's keys and values each) computed
-on the other core writes them with `write_columns` to a file (a memfd) and starts this module
-as a fresh interpreter with that file as its stdin (`subprocess`, i.e. fork+exec in C, which
-is safe while the caller runs other threads, unlike `os.fork` of the interpreter). The worker
-writes each column's root (`merkle.build.root_of_columns`, 32 bytes) to its stdout as soon as
-it has it, in column order, and exits 0 (1 if two keys of a column share a path).
+on the other core writes them to a file (a memfd) and starts this module as a fresh
+interpreter (`subprocess`, i.e. fork+exec in C, which is safe while the caller runs other
+threads, unlike `os.fork` of the interpreter). The worker writes each column's root
+(`merkle.build.root_of_columns`, 32 bytes) to its stdout as soon as it has it, in column
+order, and exits 0 (1 if two keys of a column share a path, or its input is cut short).
+
+Two ways to hand the columns over:
+- whole: `write_columns` writes them all to the file, which is the worker's stdin;
+- streamed (`--stream FD`): the file is the worker's descriptor FD and its stdin a pipe;
+  the caller appends one column at a time with `write_column` (while it is still reading
+  the rest from its store, say) and then writes its place, a `LOCATION` record (offset and
+  length in the file), to the pipe; the worker hashes each column as its record arrives
+  and stops at the pipe's end. The file is never read before its record says the column
+  is whole, and appending to a file never blocks the caller.
 
 File layout (all integers native u64): the number of columns; then per column its entry
 count n, the n key lengths, the n value lengths, the concatenated keys, the concatenated
-values.
+values. A streamed file holds the columns alone (no count).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import gc
 import mmap
 import os
+import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
@@ -26,6 +36,8 @@ from merkle.build import root_of_columns
 from merkle.errors import MerkleError
 
 _U64 = "Q"
+LOCATION = struct.Struct("=QQ")
+"""A streamed column's place in the file: (offset, length)."""
 
 
 def _lengths(items: Sequence[bytes]) -> array[int]:
@@ -39,12 +51,19 @@ def write_columns(fd: int, columns: Sequence[tuple[Sequence[bytes], Sequence[byt
     """
     _write_all(fd, array(_U64, [len(columns)]).tobytes())
     for keys, values in columns:
-        head = array(_U64, [len(keys)])
-        head.extend(_lengths(keys))
-        head.extend(_lengths(values))
-        _write_all(fd, head.tobytes())
-        _write_all(fd, b"".join(keys))
-        _write_all(fd, b"".join(values))
+        write_column(fd, keys, values)
+
+
+def write_column(fd: int, keys: Sequence[bytes], values: Sequence[bytes]) -> int:
+    """Write one (keys, values) column at the file's position; the bytes written.
+    O(total bytes) at C speed."""
+    head = array(_U64, [len(keys)])
+    head.extend(_lengths(keys))
+    head.extend(_lengths(values))
+    parts = (head.tobytes(), b"".join(keys), b"".join(values))
+    for part in parts:
+        _write_all(fd, part)
+    return sum(map(len, parts))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -55,25 +74,30 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def read_columns(data: bytes | mmap.mmap) -> Iterator[tuple[list[bytes], list[bytes]]]:
     """The (keys, values) columns `write_columns` wrote, one at a time."""
-    pos = 0
-
-    def u64s(count: int) -> array[int]:
-        nonlocal pos
-        out = array(_U64)
-        out.frombytes(data[pos : pos + 8 * count])
-        pos += 8 * count
-        return out
-
-    (count,) = u64s(1)
+    (count,) = _u64s(data, 0, 1)
+    pos = 8
     for _ in range(count):
-        (n,) = u64s(1)
-        key_lengths = u64s(n)
-        value_lengths = u64s(n)
-        keys = _split(data, pos, key_lengths)
-        pos += sum(key_lengths)
-        values = _split(data, pos, value_lengths)
-        pos += sum(value_lengths)
+        keys, values, pos = read_column(data, pos)
         yield keys, values
+
+
+def read_column(data: bytes | mmap.mmap, pos: int) -> tuple[list[bytes], list[bytes], int]:
+    """The (keys, values) column `write_column` wrote at `pos`, and the position after it."""
+    (n,) = _u64s(data, pos, 1)
+    key_lengths = _u64s(data, pos + 8, n)
+    value_lengths = _u64s(data, pos + 8 + 8 * n, n)
+    pos += 8 + 16 * n
+    keys = _split(data, pos, key_lengths)
+    pos += sum(key_lengths)
+    values = _split(data, pos, value_lengths)
+    pos += sum(value_lengths)
+    return keys, values, pos
+
+
+def _u64s(data: bytes | mmap.mmap, pos: int, count: int) -> array[int]:
+    out = array(_U64)
+    out.frombytes(data[pos : pos + 8 * count])
+    return out
 
 
 def _split(data: bytes | mmap.mmap, start: int, lengths: Sequence[int]) -> list[bytes]:
@@ -81,22 +105,56 @@ def _split(data: bytes | mmap.mmap, start: int, lengths: Sequence[int]) -> list[
     return list(map(data.__getitem__, map(slice, ends, ends[1:])))
 
 
-def main() -> int:
-    """Read the columns from stdin (a regular file), write their roots to stdout."""
+def main(argv: Sequence[str]) -> int:
+    """Read the columns (from stdin, or as streamed), write their roots to stdout."""
     gc.disable()  # nothing it builds holds a cycle; no collection rescans the columns
-    stdin = sys.stdin.fileno()
-    size = os.fstat(stdin).st_size
-    data: bytes | mmap.mmap = (
-        mmap.mmap(stdin, size, access=mmap.ACCESS_READ) if size else b"\0" * 8
-    )
     out = sys.stdout.fileno()
     try:
+        if len(argv) == 2 and argv[0] == "--stream":
+            for keys, values in _streamed(sys.stdin.fileno(), int(argv[1])):
+                os.write(out, root_of_columns(keys, values))  # atomic (< PIPE_BUF)
+            return 0
+        stdin = sys.stdin.fileno()
+        size = os.fstat(stdin).st_size
+        data: bytes | mmap.mmap = (
+            mmap.mmap(stdin, size, access=mmap.ACCESS_READ) if size else b"\0" * 8
+        )
         for keys, values in read_columns(data):
-            os.write(out, root_of_columns(keys, values))  # atomic (< PIPE_BUF)
-    except MerkleError:
+            os.write(out, root_of_columns(keys, values))
+    except (MerkleError, EOFError, ValueError):  # a bad column, a cut record, a bad FD
         return 1
     return 0
 
 
+def _streamed(pipe: int, fd: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """Each streamed column, read from the file `fd` once its LOCATION arrives on `pipe`,
+    until the pipe ends. Raises EOFError if a record or a column is cut short."""
+    while True:
+        record = _read_pipe(pipe, LOCATION.size)
+        if not record:
+            return
+        offset, length = LOCATION.unpack(record)
+        data = os.pread(fd, length, offset)  # one call: a regular file reads whole
+        keys, values, end = read_column(data, 0)
+        if end != length or len(data) != length:
+            raise EOFError("column shorter than its record")
+        yield keys, values
+
+
+def _read_pipe(pipe: int, size: int) -> bytes:
+    """`size` bytes from `pipe`; b"" at its end before the first byte, EOFError after it."""
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = os.read(pipe, left)
+        if not chunk:
+            if left == size:
+                return b""
+            raise EOFError("record cut short")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

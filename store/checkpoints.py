@@ -5,8 +5,9 @@ state back at a kept checkpoint (spec/store.md, "Checkpoints", "Pruning", "Recov
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from state_machine import CoreError, CoreStateMachine, describe_key, machine_from_entries
@@ -137,10 +138,27 @@ def prune(db: Any, heights: list[int], keep: int) -> list[int]:
     return heights[-keep:]
 
 
-def latest_entries(db: Any) -> list[Entry]:
-    """The "latest" copy of the state: the state at the newest checkpoint."""
+SCAN_CHUNK = 1 << 16
+"""Rows read between two calls of a scan's `scanned` callback."""
+
+
+def latest_entries(
+    db: Any, scanned: Callable[[list[Entry]], None] | None = None
+) -> list[Entry]:
+    """The "latest" copy of the state: the state at the newest checkpoint.
+
+    With `scanned`, it is called with the entries read so far after every SCAN_CHUNK rows
+    (a `store.roots_feed.RootsFeed` hashes them meanwhile), and not after the last."""
     items = db.iterator(prefix=K.STATE_LATEST)
-    return [(K.state_key_of_latest(key), value) for key, value in items]
+    if scanned is None:
+        return [(K.state_key_of_latest(key), value) for key, value in items]
+    entries: list[Entry] = []
+    while True:
+        chunk = [(K.state_key_of_latest(key), value) for key, value in islice(items, SCAN_CHUNK)]
+        entries += chunk
+        if len(chunk) < SCAN_CHUNK:
+            return entries
+        scanned(entries)
 
 
 def iter_latest_entries(db: Any) -> Iterator[Entry]:

@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from state_machine import CoreError, CoreStateMachine, normalize_address
-from store import audit, blocklog, checkpoints, codec, history, leveldb, meta, staging
+from state_machine import CoreError, normalize_address
+from store import audit, blocklog, checkpoints, codec, history, leveldb, meta, reopen, staging
 from store import keys as K
 from store.checkpoints import Restored
 from store.errors import BlockConflict, CorruptStore, StoreError
@@ -31,7 +31,6 @@ from store.records import (
     HistoryPage,
     StoredBlock,
 )
-from store.roots import start_roots
 from store.staging import StagedBatch
 
 DB_DIR = "leveldb"
@@ -368,12 +367,14 @@ class Store:
 
     @guarded
     def state_entries_at(
-        self, height: int | None = None
+        self, height: int | None = None, scanned: reopen.Scanned | None = None
     ) -> tuple[CheckpointInfo | None, list[Entry]]:
-        """The canonical entries of the state at a kept checkpoint (default the latest)."""
+        """The canonical entries of the state at a kept checkpoint (default the latest);
+        `scanned` sees the latest's as they are read (`checkpoints.latest_entries`)."""
         latest = self._latest
         if height is None or (latest is not None and height == latest.height):
-            return latest, ([] if latest is None else checkpoints.latest_entries(self._db))
+            entries = [] if latest is None else checkpoints.latest_entries(self._db, scanned)
+            return latest, entries
         if height == 0:
             return None, []
         if height not in self._checkpoint_heights:
@@ -388,22 +389,7 @@ class Store:
         """Rebuild the state at a kept checkpoint (default the latest); with `compute_roots`,
         raise StateDiverged, naming the namespace (and the key when the two stored copies
         disagree), if the roots recomputed over its entries differ from the stored ones."""
-        info, entries = self.state_entries_at(height)
-        if info is None:
-            return Restored(0, None, [], CoreStateMachine())
-        # With roots to check, a value that hashes to the stored root is the committed, canonical
-        # one (no re-encoding); the hash-only roots run during the rebuild (roots.start_roots).
-        pending = None if compute_roots is None else start_roots(compute_roots, entries)
-        try:
-            restored = checkpoints.rebuild(info, entries, check_canonical=pending is None)
-        except BaseException:
-            if pending is not None:
-                pending.cancel()
-            raise
-        if pending is not None:
-            latest_height = None if self._latest is None else self._latest.height
-            audit.check_roots(self._db, info, entries, pending.result(), latest_height)
-        return restored
+        return reopen.restore(self._db, self._latest, self.state_entries_at, height, compute_roots)
 
     # -- verification -------------------------------------------------------------------
 
