@@ -10,20 +10,24 @@ order, and exits 0 (1 if two keys of a column share a path, or its input is cut 
 Two ways to hand the columns over:
 - whole: `write_columns` writes them all to the file, which is the worker's stdin;
 - streamed (`--stream FD`): the file is the worker's descriptor FD and its stdin a pipe;
-  the caller appends one column at a time with `write_column` (while it is still reading
-  the rest from its store, say) and then writes its place, a `LOCATION` record (offset and
-  length in the file), to the pipe; the worker hashes each column as its record arrives
-  and stops at the pipe's end. The file is never read before its record says the column
-  is whole, and appending to a file never blocks the caller.
+  the caller appends one column at a time, `streamed_column(keys, values)`, (while it is
+  still reading the rest from its store, say) and then writes its place, a `LOCATION`
+  record (offset and length in the file), to the pipe; the worker hashes each column as its
+  record arrives and stops at the pipe's end. The file is never read before its record
+  says the column is whole, and appending to a file never blocks the caller.
 
-File layout (all integers native u64): the number of columns; then per column its entry
-count n, the n key lengths, the n value lengths, the concatenated keys, the concatenated
-values. A streamed file holds the columns alone (no count).
+Whole file layout (all integers native u64): the number of columns; then per column its
+entry count n, the n key lengths, the n value lengths, the concatenated keys, the
+concatenated values. A streamed column is the `marshal` of the pair of lists (keys,
+values): the worker is the same interpreter (`sys.executable`), and marshal writes and
+reads a list of byte strings in one C pass each (100,000 orders: 9 ms to write and 22 ms
+to read, where the whole layout takes 27-30 and 90 ms).
 """
 
 from __future__ import annotations
 
 import gc
+import marshal
 import mmap
 import os
 import struct
@@ -49,7 +53,7 @@ def write_columns(fd: int, columns: Sequence[tuple[Sequence[bytes], Sequence[byt
 
     O(total bytes) at C speed: one join and one length array per column side.
     """
-    _write_all(fd, array(_U64, [len(columns)]).tobytes())
+    write_all(fd, array(_U64, [len(columns)]).tobytes())
     for keys, values in columns:
         write_column(fd, keys, values)
 
@@ -62,11 +66,18 @@ def write_column(fd: int, keys: Sequence[bytes], values: Sequence[bytes]) -> int
     head.extend(_lengths(values))
     parts = (head.tobytes(), b"".join(keys), b"".join(values))
     for part in parts:
-        _write_all(fd, part)
+        write_all(fd, part)
     return sum(map(len, parts))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def streamed_column(keys: Sequence[bytes], values: Sequence[bytes]) -> bytes:
+    """The bytes of one streamed column: O(total bytes) in C (the lists copied first are
+    pointers only)."""
+    return marshal.dumps((list(keys), list(values)))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to the file `fd` (a write may take only part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -121,7 +132,7 @@ def main(argv: Sequence[str]) -> int:
         )
         for keys, values in read_columns(data):
             os.write(out, root_of_columns(keys, values))
-    except (MerkleError, EOFError, ValueError):  # a bad column, a cut record, a bad FD
+    except (MerkleError, EOFError, ValueError, TypeError):  # a bad column or record or FD
         return 1
     return 0
 
@@ -135,9 +146,11 @@ def _streamed(pipe: int, fd: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
             return
         offset, length = LOCATION.unpack(record)
         data = os.pread(fd, length, offset)  # one call: a regular file reads whole
-        keys, values, end = read_column(data, 0)
-        if end != length or len(data) != length:
+        if len(data) != length:
             raise EOFError("column shorter than its record")
+        keys, values = marshal.loads(data)  # ValueError, EOFError or TypeError if bad
+        if type(keys) is not list or type(values) is not list:
+            raise ValueError("a streamed column is two lists")
         yield keys, values
 
 

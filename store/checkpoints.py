@@ -5,9 +5,11 @@ state back at a kept checkpoint (spec/store.md, "Checkpoints", "Pruning", "Recov
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from state_machine import CoreError, CoreStateMachine, describe_key, machine_from_entries
@@ -140,6 +142,9 @@ def prune(db: Any, heights: list[int], keep: int) -> list[int]:
 
 SCAN_CHUNK = 1 << 16
 """Rows read between two calls of a scan's `scanned` callback."""
+_ROW_KEY = itemgetter(0)
+_ROW_VALUE = itemgetter(1)
+_STATE_KEY = itemgetter(slice(len(K.STATE_LATEST), None))  # K.state_key_of_latest
 
 
 def latest_entries(
@@ -148,17 +153,27 @@ def latest_entries(
     """The "latest" copy of the state: the state at the newest checkpoint.
 
     With `scanned`, it is called with the entries read so far after every SCAN_CHUNK rows
-    (a `store.roots_feed.RootsFeed` hashes them meanwhile), and not after the last."""
+    (a `store.roots_feed.RootsFeed` hashes them meanwhile), and not after the last.
+
+    The restart path's scan (1,000,000 orders: ~1 s, of which LevelDB's iterator ~0.6):
+    O(rows), each chunk made into entries by C-level maps (no bytecode per row), with the
+    cyclic GC paused: a million new tuples and no cycle, each collection would only rescan
+    them (~0.1 s at 1,000,000)."""
     items = db.iterator(prefix=K.STATE_LATEST)
-    if scanned is None:
-        return [(K.state_key_of_latest(key), value) for key, value in items]
     entries: list[Entry] = []
-    while True:
-        chunk = [(K.state_key_of_latest(key), value) for key, value in islice(items, SCAN_CHUNK)]
-        entries += chunk
-        if len(chunk) < SCAN_CHUNK:
-            return entries
-        scanned(entries)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        while True:
+            rows = list(islice(items, SCAN_CHUNK))
+            entries += zip(map(_STATE_KEY, map(_ROW_KEY, rows)), map(_ROW_VALUE, rows), strict=True)
+            if len(rows) < SCAN_CHUNK:
+                return entries
+            if scanned is not None:
+                scanned(entries)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def iter_latest_entries(db: Any) -> Iterator[Entry]:

@@ -124,7 +124,7 @@ class PendingRoots:
                 write_columns(file.fileno(), [(keys, values) for _, keys, values in columns])
                 os.lseek(file.fileno(), 0, os.SEEK_SET)
                 self._worker = subprocess.Popen(
-                    [sys.executable, "-m", "merkle.worker"],
+                    [sys.executable, "-P", "-m", "merkle.worker"],
                     stdin=file,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
@@ -201,7 +201,8 @@ def _anonymous_file() -> IO[bytes]:
 
 def _worker_environment() -> dict[str, str]:
     """This environment, with the directory this process imports `merkle` from first on the
-    worker's path (so it runs the same code, installed or not)."""
+    worker's path (so it runs the same code, installed or not; the worker runs with `-P`,
+    or `-m` would put the current directory before it)."""
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(merkle.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (here, env.get("PYTHONPATH"))))

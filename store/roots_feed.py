@@ -26,7 +26,7 @@ from typing import IO
 
 from merkle import MerkleError
 from merkle.build import root_of, root_of_columns
-from merkle.worker import LOCATION, write_column
+from merkle.worker import LOCATION, streamed_column, write_all
 from store import roots as R
 from store.records import ComputeRoots, Entry, Roots
 
@@ -69,7 +69,7 @@ class RootsFeed:
             pipe = os.pipe()
             data = self._file.fileno()
             self._worker = subprocess.Popen(
-                [sys.executable, "-m", "merkle.worker", "--stream", str(data)],
+                [sys.executable, "-P", "-m", "merkle.worker", "--stream", str(data)],
                 stdin=pipe[0],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
@@ -125,14 +125,15 @@ class RootsFeed:
         if self._file is None:  # an earlier write failed: this process hashes the rest
             self._kept.append(column)
             return
+        data = streamed_column(keys, values)
         try:
-            length = write_column(self._file.fileno(), keys, values)
-            os.write(self._control, LOCATION.pack(self._offset, length))  # < PIPE_BUF
+            write_all(self._file.fileno(), data)
+            os.write(self._control, LOCATION.pack(self._offset, len(data)))  # < PIPE_BUF
         except OSError:  # no memory for the file, a dead worker: this process hashes it
             self._kept.append(column)
             self._close_inputs()
             return
-        self._offset += length
+        self._offset += len(data)
         self._shipped.append(column)
 
     def _close_inputs(self) -> None:

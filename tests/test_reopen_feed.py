@@ -6,6 +6,7 @@ dies, or a bad stream, only leaves more to the caller; a tampered store is still
 
 from __future__ import annotations
 
+import marshal
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 import store.checkpoints as checkpoints_module
 import store.roots as roots_module
-from merkle.worker import LOCATION, read_column, write_column
+from merkle.worker import LOCATION, read_column, streamed_column, write_all, write_column
 from state_machine import machine_from_entries
 from store import keys as K
 from store import leveldb
@@ -125,6 +126,26 @@ def test_a_dead_worker_is_made_up_for_by_the_caller() -> None:
 
 
 @pytest.mark.usefixtures("parallel")
+def test_the_worker_runs_this_code_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stray = tmp_path / "merkle"
+    stray.mkdir()
+    (stray / "__init__.py").write_text("raise ImportError('a stray merkle package')\n")
+    monkeypatch.chdir(tmp_path)  # `python -m` alone would import this one first
+    entries = _with_books([])
+    pending = _feed(entries, [50]).finish(entries)
+    assert pending._worker is not None
+    assert pending._worker.wait() == 0  # it hashed every book
+
+    def no_hashing_here(keys: object, values: object) -> bytes:
+        raise AssertionError("the caller hashed a namespace the worker had done")
+
+    monkeypatch.setattr(roots_module, "root_of_columns", no_hashing_here)
+    assert pending.result() == _expected(entries)
+
+
+@pytest.mark.usefixtures("parallel")
 def test_cancel_ends_the_worker_of_a_scan_that_failed() -> None:
     feed = _feed(_with_books([]), [50])
     assert feed.feeding
@@ -152,15 +173,17 @@ def _no_children_left() -> bool:
 
 
 def _stream(
-    columns: list[tuple[list[bytes], list[bytes]]], cut: int = 0
+    columns: list[tuple[list[bytes], list[bytes]]], cut: int = 0, raw: bytes = b""
 ) -> subprocess.Popen[bytes]:
+    """A streamed worker fed `columns` (then `raw` as one more column), its last record
+    `cut` bytes short."""
     data = os.memfd_create("test-columns")
     records = b""
     offset = 0
-    for keys, values in columns:
-        length = write_column(data, keys, values)
-        records += LOCATION.pack(offset, length)
-        offset += length
+    for column in [streamed_column(*column) for column in columns] + ([raw] if raw else []):
+        write_all(data, column)
+        records += LOCATION.pack(offset, len(column))
+        offset += len(column)
     read_end, write_end = os.pipe()
     worker = subprocess.Popen(
         [sys.executable, "-m", "merkle.worker", "--stream", str(data)],
@@ -189,6 +212,24 @@ def test_a_cut_record_ends_the_streamed_worker_with_1() -> None:
     out, _ = worker.communicate()
     assert worker.returncode == 1
     assert out == smt.root({b"a": b"b"})  # what came before the cut record is there
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        marshal.dumps(7),
+        marshal.dumps(([b"a"], (b"b",))),
+        marshal.dumps(([b"a", 1], [b"b", b"c"])),
+        marshal.dumps(([b"a"], [b"b"]))[:-1],
+        b"\xff" * 9,
+    ],
+    ids=["not-a-pair", "a-tuple", "not-bytes", "cut", "garbage"],
+)
+def test_a_bad_streamed_column_ends_the_worker_with_1(raw: bytes) -> None:
+    worker = _stream([([b"a"], [b"b"])], raw=raw)
+    out, _ = worker.communicate()
+    assert worker.returncode == 1
+    assert out == smt.root({b"a": b"b"})
 
 
 def test_one_column_round_trips() -> None:
