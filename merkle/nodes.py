@@ -52,10 +52,16 @@ L = slice(1, 1 + HASH_SIZE)
 """`pre[L]`: the hash of a branch's left child."""
 R = slice(1 + HASH_SIZE, None)
 """`pre[R]`: the hash of a branch's right child."""
+HEAD = slice(1 + HASH_SIZE)
+"""`pre[HEAD]`: a preimage less its right child's hash (`pre[HEAD] + h` replaces it)."""
 
 NODE_EMPTY = NODE_PREFIX + EMPTY  # preimage prefix of an inner node whose left child is EMPTY
 SENTINEL = 1 << 256  # or-ed into a key hash so that `kx >> (256 - bit)` is a node id (`nid_of`)
 H = HASH_SIZE
+BYTE = [b >> 3 for b in range(256)]
+MASK = [0x80 >> (b & 7) for b in range(256)]
+"""Bit b of a path, read from its 32 bytes `d`: `d[BYTE[b]] & MASK[b]` (non-zero: 1). Small
+ints only, where `(x >> (255 - b)) & 1` allocates a shifted 256-bit int."""
 
 _T = TypeVar("_T")
 
