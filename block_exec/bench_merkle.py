@@ -40,15 +40,19 @@ path below the shared top levels plus the leaf) are 8.4 ms when timed alone
 (`blake3_floor_ms`, 0.3-0.4 us per call from Python). The rest is CPython work per node of
 each changed path: reading the branch tuple and its preimage bytes (a cache miss each in a
 700 MB heap), building the new 65-byte preimage and the new tuple, three hasher calls, and
-freeing the old tuple and bytes. Counted by callgrind (10 such blocks over 100,000 entries,
-138 M instructions per block, ~7,000 per hash): the blake3 binding ~2,000 per hash
-(update ~870 and digest ~900 through pyo3's argument and buffer handling; the compression
-itself ~750), freeing the replaced tuples and bytes 12%, the bytecode loop 27%, the rest
-allocation, concatenation and int work. The batch loop is already inlined (merge_one); a
+freeing the old tuple and bytes. Counted by callgrind (10 captured such blocks over
+105,000 entries, `merkle.batch`'s merges only): 120.9 M instructions per block (132.6 M
+before the side of a branch was read from the key hash bytes and join's common case was
+inlined), ~6,100 per hash: the blake3 binding and compression 35.9 M (~1,800 per hash:
+update, digest and reset through pyo3's argument and buffer handling, the compression pair
+~700), the bytecode loop 37.4 M, allocation and freeing 7.9 M, bytes slices and
+concatenations 6.6 M, int work 6.2 M, the rest calls, dicts, frames. A level-by-level batch
+(every changed path one level at a time through C-level map/zip) costs more per node (8.8k
+vs 6.3k instructions on the same paths), so the loop stays per change; a
 worker process per half of the namespaces would at best halve the tree part (2 cores).
 Beyond that needs the batch merge compiled (C or Rust over a flat node array: the same
 ~19,800 compressions at ~750 instructions and ~50 of bookkeeping per node, ~15 M
-instructions instead of 138 M, ~3-5 ms per block with the cache misses).
+instructions instead of 121 M, ~3-5 ms per block with the cache misses).
 
 Of a 1,000,000-entry build, ~1.1 s is the 4,000,000 blake3 calls the spec requires (key,
 value and leaf hash per entry, ~1.4 inner nodes per entry), ~0.4 s the sort, ~0.4 s the
