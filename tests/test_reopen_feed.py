@@ -26,22 +26,11 @@ from store import leveldb
 from store.bench import resting_state
 from store.database import Store
 from store.errors import StateDiverged
-from store.records import BlockRecord, Checkpoint, Entry, Roots
+from store.records import BlockRecord, Checkpoint, Entry
 from store.roots import compute_roots
 from store.roots_feed import FedRoots, RootsFeed
 from tests.reference import smt
-from tests.test_merkle_roots import reference_groups, states
-
-
-def _expected(entries: list[Entry]) -> Roots:
-    root, subs = smt.namespaced_roots(reference_groups(entries))
-    return Roots(root, tuple(sorted(subs.items())))
-
-
-@pytest.fixture
-def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(roots_module, "PARALLEL_MIN_ENTRIES", 10)
-    monkeypatch.setattr(roots_module, "_cpus", lambda: 2)
+from tests.test_merkle_roots import _expected, parallel, states  # noqa: F401 (a fixture)
 
 
 def _feed(entries: list[Entry], cuts: list[int]) -> RootsFeed:
