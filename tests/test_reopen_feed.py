@@ -30,7 +30,7 @@ from store.records import BlockRecord, Checkpoint, Entry
 from store.roots import compute_roots
 from store.roots_feed import FedRoots, RootsFeed
 from tests.reference import smt
-from tests.test_merkle_roots import _expected, parallel, states  # noqa: F401 (a fixture)
+from tests.test_merkle_roots import _expected, _no_children_left, parallel, states  # noqa: F401 (a fixture)
 
 
 def _feed(entries: list[Entry], cuts: list[int]) -> RootsFeed:
@@ -148,14 +148,6 @@ def test_small_states_and_other_root_functions_feed_nothing() -> None:
     assert not RootsFeed(compute_roots, 99_999).feeding
     assert not RootsFeed(lambda e: compute_roots(e), 1_000_000).feeding
     assert RootsFeed(compute_roots, len(entries)).finish(entries).result() == _expected(entries)
-
-
-def _no_children_left() -> bool:
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 # -- the worker's streamed mode --------------------------------------------------------
