@@ -124,7 +124,7 @@ class PendingRoots:
                 write_columns(file.fileno(), [(keys, values) for _, keys, values in columns])
                 os.lseek(file.fileno(), 0, os.SEEK_SET)
                 self._worker = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "merkle.worker"],
+                    worker_command(),
                     stdin=file,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
@@ -197,6 +197,12 @@ def _anonymous_file() -> IO[bytes]:
     if hasattr(os, "memfd_create"):
         return os.fdopen(os.memfd_create("coreledger-roots", os.MFD_CLOEXEC), "w+b", buffering=0)
     return tempfile.TemporaryFile(buffering=0)
+
+
+def worker_command(*arguments: str) -> list[str]:
+    """The command line of `merkle.worker`: this interpreter, with `-P` so that a `merkle`
+    directory in the working directory cannot stand in for the package."""
+    return [sys.executable, "-P", "-m", "merkle.worker", *arguments]
 
 
 def _worker_environment() -> dict[str, str]:

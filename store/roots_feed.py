@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from bisect import bisect_left
 from typing import IO
 
@@ -69,7 +68,7 @@ class RootsFeed:
             pipe = os.pipe()
             data = self._file.fileno()
             self._worker = subprocess.Popen(
-                [sys.executable, "-P", "-m", "merkle.worker", "--stream", str(data)],
+                R.worker_command("--stream", str(data)),
                 stdin=pipe[0],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # it dies silently: this process does the rest
