@@ -17,33 +17,29 @@ from types import TracebackType
 
 from block_exec.apply import apply_block
 from block_exec.authorized import apply_authorized_block, decode_auth, encode_auth
+from block_exec.block_record import block_record
 from block_exec.decode import decode_cbor_block
 from block_exec.errors import BlockSequenceError
 from block_exec.genesis import Genesis, GenesisError, genesis_balances_state
 from block_exec.pipeline import StoreWriter, WriterFailed, history_sidecar
 from block_exec.receipts_json import block_receipts_line
 from block_exec.signed import TxAuth
-from block_exec.types import Block, BlockResult, Limit, Market
+from block_exec.types import Block, BlockResult
 from block_exec.validate import checked_block_bytes, validate_block
 from merkle import NamespacedCommitment
 from state_machine import (
-    Cancellation,
     CoreStateMachine,
-    Fill,
-    OrderType,
     changed_entries,
     namespace_of,
     state_entries,
 )
 from store import (
-    BlockRecord,
     Checkpoint,
     Restored,
     Roots,
     Store,
     StoreError,
 )
-from store import OrderPlaced as StoredOrder
 from store.records import Entry
 from store.roots import commitment_of, roots_of
 from store.snapshots import chain_position
@@ -343,36 +339,7 @@ class Executor:
         if self._pipelined:
             self._hand_over(block, result, auth)
             return
-        # One pass over txs and receipts (the events of `result.placed()` and a second
-        # object per order cost 6% of a stored run).
-        placed: list[StoredOrder] = []
-        fills: list[Fill] = []
-        cancellations: list[Cancellation] = []
-        for tx, receipt in zip(block.txs, result.results, strict=True):
-            _, _, order_id, receipt_fills, _, _, receipt_cancellations = receipt
-            if order_id is not None:
-                if type(tx) is Limit:
-                    placed.append(StoredOrder(order_id, tx.user, tx.asset, tx.side,
-                                              OrderType.LIMIT, tx.tif, tx.price, tx.size))
-                else:
-                    assert type(tx) is Market
-                    placed.append(StoredOrder(order_id, tx.user, tx.asset, tx.side,
-                                              OrderType.MARKET, None, None, tx.size))
-            if receipt_fills:
-                fills.extend(receipt_fills)
-            if receipt_cancellations:
-                cancellations.extend(receipt_cancellations)
-        record = BlockRecord(
-            height=block.height,
-            time=block.time,
-            block_hash=result.block_hash,
-            block_bytes=result.block_bytes,
-            receipts=result.receipts_line.encode(),
-            placed=placed,
-            fills=fills,
-            cancellations=cancellations,
-            auth=b"" if auth is None else encode_auth(auth),
-        )
+        record = block_record(block, result, b"" if auth is None else encode_auth(auth))
         checkpoint = None
         if result.state_root is not None:
             checkpoint = Checkpoint(

@@ -72,8 +72,9 @@ def test_pipelined_rows_are_the_synchronous_rows(tmp_path: Path, blocks: list[Bl
 
 def test_packed_history_rows_are_the_event_rows(blocks: list[Block]) -> None:
     """The rows the writer builds from a block's packed history equal the rows of the
-    record built from the core's own event objects (as `_persist` builds it), for every
-    block of the flow, market orders and cancellations of every kind included."""
+    record built from the core's own event objects (as `block_exec.block_record` builds
+    it), for every block of the flow, market orders and cancellations of every kind
+    included."""
     executor = Executor()
     seq = prev_seq = 1
     reasons: set[int] = set()
