@@ -12,6 +12,7 @@ Byte layout (spec/merkle.md, "Proof format"):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -166,21 +167,51 @@ def verify(root: bytes, key: bytes, value: bytes | None, proof: Proof | bytes) -
     depth = len(sibs)
     if depth and sibs[-1] == EMPTY:
         return False
-    b3 = blake3
-    kh = b3(key).digest()
+    # One hasher for the whole path (update, digest, reset): a new blake3 object per hash
+    # allocates and clears its ~1.9 KB state, ~1,700 instructions more per level (callgrind).
+    # Created per call, not shared, so concurrent verifications cannot mix their inputs.
+    hasher = blake3()
+    up = hasher.update
+    rs = hasher.reset
+    kh = up(key).digest()
+    rs()
     path = int.from_bytes(kh, "big") >> (256 - depth)
     if kind is ProofKind.INCLUSION:
         assert value is not None
-        h = b3(LEAF_PREFIX + kh + b3(value).digest()).digest()
+        vh = up(value).digest()
+        rs()
+        h = up(LEAF_PREFIX + kh + vh).digest()
     elif kind is ProofKind.EXCLUSION_EMPTY:
         h = EMPTY
     else:
         other = proof.other_key_hash
         if other == kh or int.from_bytes(other, "big") >> (256 - depth) != path:
             return False
-        h = b3(LEAF_PREFIX + other + proof.other_value_hash).digest()
+        h = up(LEAF_PREFIX + other + proof.other_value_hash).digest()
+    rs()
+    return _fold_path(up, hasher.digest, rs, h, path, sibs) == root
+
+
+def _fold_path(
+    up: Callable[[bytes], blake3],
+    dg: Callable[[], bytes],
+    rs: Callable[[], None],
+    h: bytes,
+    path: int,
+    sibs: tuple[bytes, ...],
+) -> bytes:
+    """The root over the terminal hash `h` whose path bits are `path` (the last sibling's
+    bit lowest), `sibs` listed from the root down: one inner hash per level, bottom up.
+
+    O(depth) hashes. Per level (callgrind, 1,000,000 entries): ~3,000 instructions are the
+    binding's three calls and the compression pair, ~1,000 the two concatenations building
+    the 65-byte preimage, ~500 the loop; a preallocated bytearray filled by slice
+    assignment costs more than the concatenations.
+    """
     prefix = NODE_PREFIX
     for s in reversed(sibs):
-        h = b3(prefix + s + h).digest() if path & 1 else b3(prefix + h + s).digest()
+        up(prefix + s + h if path & 1 else prefix + h + s)
+        h = dg()
+        rs()
         path >>= 1
-    return h == root
+    return h
