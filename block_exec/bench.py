@@ -6,10 +6,11 @@ workload runs on deterministic generated input (splitmix64), never on wall-clock
 
 Figures are JSON objects, one per workload: name, operations, seconds, ops_per_s,
 us_per_op (mean, from an untimed loop: for inserts and cancels a bare loop over the
-pre-built inputs, their cpu_us_per_op the same in process time) and, where operations are
-also timed one by one,
-p50/p99/p99.9 in microseconds (these include ~0.7 us of timing overhead per sample);
-peak memory where it is measured; plus the baseline's figures and the ratio.
+pre-built inputs, their cpu_us_per_op the same in process time, on a book held between
+`depth` and `depth_max` orders by `bench_timing`'s rounds) and, where operations are also
+timed one by one, p50/p99/p99.9 in microseconds (these include ~0.7 us of timing
+overhead per sample); peak memory where it is measured; plus the baseline's figures and
+the ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from block_exec.bench_baseline import SimpleBook, SimpleOrder
+from block_exec.bench_timing import chunk_for, time_each, time_rounds
 from block_exec.decode import block_from_obj, decode_json_block
 from block_exec.executor import Executor
 from block_exec.receipts_json import block_receipts_line
@@ -61,46 +63,6 @@ def figure(name: str, operations: int, seconds: float, **extra: Any) -> Figure:
     return result
 
 
-def _time_each(
-    operation: Callable[[int], object],
-    count: int,
-    run_batch: Callable[[int, int], object] | None = None,
-) -> tuple[float, float, list[int]]:
-    """Run operation(i) for i in range(count); return (wall seconds per op, CPU seconds
-    per op, samples in ns).
-
-    The first half runs untimed op by op, which gives the means: with `run_batch`,
-    run_batch(0, half) does it in one bare loop over the pre-built inputs (the batch
-    figure: no per-op Python call of a closure, ~0.1-0.3 us of harness); otherwise
-    operation(i) is called in a loop. Timing each call alone costs ~0.7 us of clock
-    reads and calls per sample here, as much as a quarter of the operation, so the
-    second half, timed call by call through `operation`, gives only the percentiles
-    (which include that overhead). Both halves run at the same depth to within `count`
-    orders. The CPU time (process time) is the figure to compare on a shared machine.
-    """
-    clock = time.perf_counter_ns
-    half = count // 2
-    samples = [0] * (count - half)
-    gc.disable()  # a collection landing inside one sample is noise, not the structure's cost
-    try:
-        start = time.perf_counter()
-        cpu_start = time.process_time()
-        if run_batch is not None:
-            run_batch(0, half)
-        else:
-            for index in range(half):
-                operation(index)
-        cpu_mean = (time.process_time() - cpu_start) / half
-        mean = (time.perf_counter() - start) / half
-        for index in range(half, count):
-            start_ns = clock()
-            operation(index)
-            samples[index - half] = clock() - start_ns
-    finally:
-        gc.enable()
-    return mean, cpu_mean, samples
-
-
 def _funded_machine() -> CoreStateMachine:
     machine = CoreStateMachine()
     for user in USERS:
@@ -131,10 +93,17 @@ def _book_with_depth(depth: int, seed: int) -> tuple[CoreStateMachine, Iterator[
 
 
 def bench_resting_inserts(depth: int, operations: int) -> Figure:
+    """Resting (non-crossing gtc) inserts on a book of `depth` to depth + chunk orders:
+    each round of `chunk` inserts (`bench_timing`) is cancelled newest first, untimed,
+    which puts the book back as it was (the levels it opened closed again). The changes
+    are drained after the build, as a node drains them at each checkpoint."""
     machine, quotes = _book_with_depth(depth, seed=depth)
+    machine.drain_changes()
     batch = [next(quotes) for _ in range(operations)]
     limit = machine.limit
+    cancel = machine.cancel
     gtc = Tif.GTC
+    first_id = machine.next_order_id  # insert i gets id first_id + i: none crosses
 
     def insert(index: int) -> None:
         user, side, price, size = batch[index]
@@ -144,23 +113,41 @@ def bench_resting_inserts(depth: int, operations: int) -> Figure:
         for user, side, price, size in batch[start:stop]:
             limit(user, 1, side, price, size, gtc)
 
-    mean, cpu_mean, samples = _time_each(insert, operations, insert_batch)
-    assert len(machine.orders) == depth + operations  # none crossed
+    def undo(start: int, stop: int) -> None:
+        for index in range(stop - 1, start - 1, -1):
+            cancel(batch[index][0], 1, first_id + index)
+
+    chunk = chunk_for(depth, operations)
+    mean, cpu_mean, samples = time_rounds(insert, operations, insert_batch, chunk, undo)
+    assert len(machine.orders) == depth and machine.next_order_id == first_id + operations
     return figure(
         f"resting_insert/depth={depth}", operations, mean * operations, depth=depth,
-        cpu_us_per_op=round(cpu_mean * 1e6, 3), **_percentiles(samples),
+        depth_max=depth + chunk, cpu_us_per_op=round(cpu_mean * 1e6, 3),
+        **_percentiles(samples),
     )
 
 
 def bench_cancels(depth: int, operations: int) -> Figure:
-    machine, _ = _book_with_depth(depth + operations, seed=depth + 1)
+    """Cancels of resting orders picked at random, on a book of depth + chunk down to
+    `depth` orders: after each round of `chunk` cancels (`bench_timing`) as many new orders
+    rest, untimed, and the next round's targets are picked among all resting orders."""
+    chunk = chunk_for(depth, operations)
+    machine, quotes = _book_with_depth(depth + chunk, seed=depth + 1)
+    machine.drain_changes()
     rng = SplitMix64(depth + 2)
-    ids = list(machine.orders)
-    for index in range(len(ids) - 1, 0, -1):  # Fisher-Yates with the deterministic rng
-        other = rng.below(index + 1)
-        ids[index], ids[other] = ids[other], ids[index]
-    targets = [(machine.orders[order_id].user, order_id) for order_id in ids[:operations]]
+    resting = list(machine.orders)  # ids in id order (a dict keeps insertion order)
+    targets: list[tuple[str, int]] = []
+    limit = machine.limit
     cancel = machine.cancel
+    gtc = Tif.GTC
+
+    def pick(count: int) -> None:
+        for _ in range(count):
+            at = rng.below(len(resting))
+            order_id = resting[at]
+            resting[at] = resting[-1]
+            resting.pop()
+            targets.append((machine.orders[order_id].user, order_id))
 
     def cancel_one(index: int) -> None:
         user, order_id = targets[index]
@@ -170,11 +157,21 @@ def bench_cancels(depth: int, operations: int) -> Figure:
         for user, order_id in targets[start:stop]:
             cancel(user, 1, order_id)
 
-    mean, cpu_mean, samples = _time_each(cancel_one, operations, cancel_batch)
-    assert len(machine.orders) == depth
+    def refill(start: int, stop: int) -> None:
+        for _ in range(stop - start):
+            user, side, price, size = next(quotes)
+            order_id = limit(user, 1, side, price, size, gtc)[2]
+            assert order_id is not None
+            resting.append(order_id)
+        pick(min(chunk, operations - stop))
+
+    pick(chunk)
+    mean, cpu_mean, samples = time_rounds(cancel_one, operations, cancel_batch, chunk, refill)
+    assert len(machine.orders) == depth + chunk
     return figure(
         f"cancel/depth={depth}", operations, mean * operations, depth=depth,
-        cpu_us_per_op=round(cpu_mean * 1e6, 3), **_percentiles(samples),
+        depth_max=depth + chunk, cpu_us_per_op=round(cpu_mean * 1e6, 3),
+        **_percentiles(samples),
     )
 
 
@@ -194,14 +191,14 @@ def bench_baseline_book(depth: int, operations: int) -> tuple[Figure, Figure]:
         user, side, price, size = batch[index]
         book.add(SimpleOrder(first_id + index, user, price, size), side == Side.BUY)
 
-    insert_mean, _, insert_samples = _time_each(insert, operations)
+    insert_mean, _, insert_samples = time_each(insert, operations)
     rng = SplitMix64(depth + 2)
     targets = [1 + rng.below(depth + operations) for _ in range(operations)]
 
     def cancel_one(index: int) -> None:
         book.cancel(targets[index])
 
-    cancel_mean, _, cancel_samples = _time_each(cancel_one, operations)
+    cancel_mean, _, cancel_samples = time_each(cancel_one, operations)
     return (
         figure(
             f"baseline_resting_insert/depth={depth}", operations, insert_mean * operations,
