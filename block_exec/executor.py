@@ -40,8 +40,7 @@ from store import (
     Store,
     StoreError,
 )
-from store.records import Entry
-from store.roots import commitment_of, roots_of
+from store.roots import CommitmentRoots, commitment_of, roots_of
 from store.snapshots import chain_position
 
 DEFAULT_CHECKPOINT_INTERVAL = 100
@@ -135,13 +134,9 @@ class Executor:
             if pipelined and not read_only:
                 # Spawned now: it imports while this process recovers.
                 writer = cls._spawn_writer(store)
-            built: list[NamespacedCommitment] = []
-
-            def compute_roots(entries: Sequence[Entry]) -> Roots:
-                commitment = commitment_of(entries)
-                built.append(commitment)
-                return roots_of(commitment)
-
+            # The trees the roots are checked with are the ones kept (built once, by a
+            # worker for the most part: `store.roots.CommitmentRoots`).
+            compute_roots = CommitmentRoots()
             latest = store.latest_checkpoint()
             if (
                 trusted is not None
@@ -150,12 +145,13 @@ class Executor:
                 and trusted[1].root() == latest.roots.root
             ):
                 restored = trusted[0]
-                built.append(trusted[1])
+                compute_roots.commitment = trusted[1]
             else:
                 restored = store.restore(compute_roots=compute_roots)
             executor = cls(CoreStateMachine(), checkpoint_interval=store.checkpoint_interval)
             executor.state = restored.machine
-            executor.commitment = built[0] if built else commitment_of(restored.entries)
+            built = compute_roots.commitment
+            executor.commitment = commitment_of(restored.entries) if built is None else built
             executor.height = restored.height
             executor.chain_id = store.chain_id
             executor._keeps_unsaved = True

@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 from merkle.build import root_of
 from merkle.diff import diff
-from merkle.errors import ProofFormatError
+from merkle.errors import MerkleError, ProofFormatError
 from merkle.hashing import EMPTY, HASH_SIZE
 from merkle.nodes import as_bytes, without_gc
 from merkle.proof import Proof, verify
@@ -176,6 +176,19 @@ class NamespacedCommitment:
                     commitment._dirty.add(namespace)
 
         without_gc(build)
+        return commitment
+
+    @classmethod
+    def from_trees(cls, trees: Iterable[tuple[bytes, SparseMerkleTree]]) -> NamespacedCommitment:
+        """The commitment whose namespaces have the trees `trees` (namespace, tree keeping
+        no values; an empty tree is left out), e.g. built apart by `merkle.worker`. O(trees)."""
+        commitment = cls(keep_values=False)
+        for namespace, tree in trees:
+            if tree.keeps_values:
+                raise MerkleError("a commitment keeping no values takes trees without values")
+            if len(tree):
+                commitment._trees[namespace] = tree
+                commitment._dirty.add(namespace)
         return commitment
 
     @staticmethod

@@ -114,6 +114,20 @@ class SparseMerkleTree:
             tree._size = len(values)
         return tree
 
+    @classmethod
+    def from_built(cls, root: Node, root_hash: bytes, size: int) -> SparseMerkleTree:
+        """A tree keeping no values, made of nodes built elsewhere: the `built()` parts of a
+        tree built (by `from_columns`) in another process (`merkle.worker`'s trees), taken
+        as they are. O(1)."""
+        tree = cls(keep_values=False)
+        tree._root, tree._root_hash, tree._size = root, root_hash, size
+        return tree
+
+    def built(self) -> tuple[Node, bytes, int]:
+        """(root node, root hash, entry count) after a flush: what `from_built` takes."""
+        self._flush()
+        return self._root, self._root_hash, self._size
+
     @staticmethod
     def root_of(items: Items) -> bytes:
         """`SparseMerkleTree.from_items(items).root()`, computed by a hash-only pass that builds

@@ -72,6 +72,25 @@ def compute_roots(entries: Sequence[Entry]) -> Roots:
     return PendingRoots(compute_roots, entries).result()
 
 
+class CommitmentRoots:
+    """A `ComputeRoots` that keeps the commitment it builds (`commitment`), for a caller that
+    goes on updating it (a node's restart: `block_exec.executor.Executor.open`).
+
+    Called, it builds `commitment_of(entries)` in this process. Given to `Store.restore`, a
+    reopen's `store.roots_feed.RootsFeed` instead has a worker build each book's and each
+    asset's balances tree while the scan reads the rest and this process rebuilds the
+    machine, and sets `commitment` from those trees: the roots are read from the trees,
+    never hashed twice.
+    """
+
+    def __init__(self) -> None:
+        self.commitment: NamespacedCommitment | None = None
+
+    def __call__(self, entries: Sequence[Entry]) -> Roots:
+        self.commitment = commitment_of(entries)
+        return roots_of(self.commitment)
+
+
 def start_roots(compute: ComputeRoots, entries: Sequence[Entry]) -> PendingRoots:
     """Start `compute(entries)` so that it runs while the caller rebuilds the machine.
 
