@@ -387,13 +387,14 @@ def flow_benchmarks(quick: bool) -> list[Figure]:
 def run_all(quick: bool) -> list[Figure]:
     """Every workload; `quick` keeps the whole run under about 30 seconds."""
     from block_exec import bench_merkle as merkle_bench
+    from block_exec import bench_reopen as reopen_bench
     from block_exec import bench_signed as signed_bench
     from block_exec import bench_statesync as statesync_bench
     from store import bench as store_bench
 
     figures = core_benchmarks(quick)
     figures.extend(flow_benchmarks(quick))
-    figures.extend(store_bench.run_benchmarks(quick))
+    figures.extend(store_bench.run_benchmarks(quick, reopen_bench.bench_executor_open))
     figures.extend(merkle_bench.run_benchmarks(quick))
     figures.extend(signed_bench.signed_benchmarks(quick))
     figures.extend(statesync_bench.run_benchmarks(quick))

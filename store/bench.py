@@ -150,7 +150,22 @@ def bench_blocks(blocks: int, per_block: int) -> list[Figure]:
     ]
 
 
-def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
+Restart = Callable[[str], Figure]
+"""A figure taken on the store of the reopen figure (its path), right after it: a node's
+restart (`block_exec.bench_reopen`; the store cannot import the executor)."""
+
+
+def _true_roots(entries: list[Entry], changes: list[tuple[bytes, bytes | None]]) -> Roots:
+    """The roots of `entries` with `changes` applied (none deletes): a checkpoint holding
+    them can be opened by a node, which checks them."""
+    state = dict(entries)
+    state.update(changes)  # type: ignore[arg-type]  # the bench's changes are all values
+    return compute_roots(sorted(state.items()))
+
+
+def bench_checkpoint_and_restore(
+    state_size: int, changed: int, restart: Restart | None = None
+) -> list[Figure]:
     figures: list[Figure] = []
     entries = resting_state(state_size)
     with _tempdir() as path:
@@ -176,8 +191,9 @@ def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
             else:
                 changes.append((key, value + b""))  # unchanged: the store skips it
         store.append_block(BlockRecord(2, 2, b"\x02" * 32, b"", b"", [], [], []))
+        stored_roots = FAKE_ROOTS if restart is None else _true_roots(entries, changes)
         started = time.perf_counter()
-        store.write_checkpoint(Checkpoint(2, changes, FAKE_ROOTS))
+        store.write_checkpoint(Checkpoint(2, changes, stored_roots))
         seconds = time.perf_counter() - started
         info = store.latest_checkpoint()
         figures.append(
@@ -240,6 +256,8 @@ def bench_checkpoint_and_restore(state_size: int, changed: int) -> list[Figure]:
                 baseline_seconds=round(_raw_scan(os.path.join(path, "leveldb")), 4),
             )
         )
+        if restart is not None:
+            figures.append(restart(path))
 
         # keep=2 holds checkpoints 1 and 2; checkpoint 3 then drops 1, the full state.
         store = Store(path, keep=2)
@@ -270,10 +288,11 @@ def _raw_scan(path: str) -> float:
     return seconds
 
 
-def run_benchmarks(quick: bool) -> list[Figure]:
+def run_benchmarks(quick: bool, restart: Restart | None = None) -> list[Figure]:
+    """The store's figures; `restart` (if given) is taken on the reopen figure's store."""
     suites: list[Callable[[], list[Figure]]] = [
         lambda: bench_blocks(200 if quick else 2000, 40),
-        lambda: bench_checkpoint_and_restore(100_000 if quick else 1_000_000, 10_000),
+        lambda: bench_checkpoint_and_restore(100_000 if quick else 1_000_000, 10_000, restart),
     ]
     return [figure for suite in suites for figure in suite()]
 

@@ -21,6 +21,7 @@ REQUIRED_PREFIXES = (
     "mixed_flow/core_only",
     "mixed_flow/apply_block_in_memory",
     "mixed_flow/run_with_store",
+    "node restart: Executor.open",
     "block_root/txs=1000/",
     "statesync/replay_blocks/",
     "statesync/restore_snapshot/",
@@ -70,6 +71,9 @@ def test_bench_quick_reports_every_workload_as_json() -> None:
     assert restore["speedup_vs_baseline"] > 0 and restore["chunks"] >= 1
     overhead = by_name["statesync/consensus_overhead"]
     assert overhead["work_slices"] > 0 and overhead["snapshots_listed"]
+    restart = next(f for f in figures if f["name"].startswith("node restart: Executor.open"))
+    assert restart["operations"] == 100_000  # every resting order of the reopen's store
+    assert restart["cpu_s"] > 0 and restart["scan_s"] > 0 and restart["rebuild_s"] > 0
     block_root = next(f for f in figures if f["name"].startswith("block_root/"))
     assert block_root["blake3_calls_per_block"] > block_root["changed_entries_per_block"]
     assert block_root["blake3_floor_ms"] > 0 and block_root["fold_median_ms"] > 0
