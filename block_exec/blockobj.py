@@ -11,6 +11,7 @@ name the first bad field; the message is therefore deterministic.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any, NoReturn
 
 from block_exec.encode import (
@@ -64,6 +65,10 @@ _FIELD_ORDER: dict[str, tuple[str, ...]] = {
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIFS = {"gtc": Tif.GTC, "ioc": Tif.IOC, "alo": Tif.ALO}
 _HEX = frozenset("0123456789abcdefABCDEF")
+# The 5-byte CBOR uint head of 2^16 <= n < 2^32 as `_UINT32(0x1A, n)`: one C call where
+# `cbor_uint` is a Python call plus `to_bytes` and a concatenation (order ids pass 2^16
+# early in a chain; written inline in the decoder's cancel path).
+_UINT32 = struct.Struct(">BI").pack
 
 # Address text as written -> normalised, and its CBOR piece (`encode.user_piece`); only
 # a speed-up (bounded, cleared when full).
@@ -205,6 +210,7 @@ def block_from_obj(obj: object, where: str) -> Block:
     users = _USERS
     sides = _SIDES
     table = UINT_TABLE
+    uint32 = _UINT32
     index = 0
     try:
         for index, d in enumerate(raw_txs):  # noqa: B007 - index is read after the loop
@@ -243,7 +249,7 @@ def block_from_obj(obj: object, where: str) -> Block:
                     parts += (
                         LIMIT_HEADS[tif][side], table[size] if size < 65536 else cbor_uint(size),
                         piece, table[asset] if asset < 65536 else cbor_uint(asset), PRICE_KEY,
-                        cbor_uint(price),
+                        table[price] if price < 65536 else cbor_uint(price),
                     )
                     continue
                 break
@@ -257,7 +263,9 @@ def block_from_obj(obj: object, where: str) -> Block:
                     append(new_cancel(user, asset, oid))
                     parts += (
                         CANCEL_HEAD, piece, table[asset] if asset < 65536 else cbor_uint(asset),
-                        ORDER_ID_KEY, cbor_uint(oid),
+                        ORDER_ID_KEY,
+                        table[oid] if oid < 65536
+                        else uint32(0x1A, oid) if oid < 0x100000000 else cbor_uint(oid),
                     )
                     continue
                 break

@@ -31,7 +31,10 @@ from state_machine import Cancellation, CancelReason, Fill, OrderType, Side, Tif
 
 U64 = 2**64 - 1
 users = st.text("0123456789abcdef", min_size=40, max_size=40).map(lambda h: "0x" + h)
-amounts = st.one_of(st.integers(1, 30), st.integers(1, U64))
+# The uint heads' boundaries (1, 2, 4 and 8 bytes after the head) drawn on purpose: the
+# decoder writes some of them inline.
+amounts = st.one_of(st.integers(1, 30), st.integers(1, U64),
+                    st.sampled_from([23, 24, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, U64]))
 book_assets = st.one_of(st.integers(1, 3), st.integers(1, 2**32 - 1))
 sides = st.sampled_from([Side.BUY, Side.SELL])
 txs: st.SearchStrategy[Tx] = st.one_of(
