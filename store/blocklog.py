@@ -75,11 +75,13 @@ def block_rows(record: BlockRecord, prev_hash: bytes, next_fill_seq: int) -> tup
     return rows, seq
 
 
-def blocks_rows(
-    records: Sequence[BlockRecord], head: int, head_hash: bytes, next_fill_seq: int
-) -> tuple[list[Row], int, bytes, int]:
-    """The rows of consecutive blocks above `head` (one batch), and the new head height,
-    hash and next fill sequence number; BlockConflict for a gap."""
+Tip = tuple[int, bytes, int]  # a head: height, block hash, next fill sequence number
+
+
+def blocks_rows(records: Sequence[BlockRecord], tip: Tip) -> tuple[list[Row], Tip]:
+    """The rows of consecutive blocks above the head `tip` (one batch), and the head
+    after them; BlockConflict for a gap."""
+    head, head_hash, next_fill_seq = tip
     rows: list[Row] = []
     for record in records:
         if record.height != head + 1:
@@ -88,7 +90,7 @@ def blocks_rows(
         block_rows_, next_fill_seq = block_rows(record, head_hash, next_fill_seq)
         rows += block_rows_
         head, head_hash = record.height, record.block_hash
-    return rows, head, head_hash, next_fill_seq
+    return rows, (head, head_hash, next_fill_seq)
 
 
 def _packed_history_rows(

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from store import blocklog, checkpoints
+from store.blocklog import Tip
 from store.errors import StoreError
 from store.records import BlockRecord, Checkpoint, CheckpointInfo
-
-Tip = tuple[int, bytes, int]  # a head: height, block hash, next fill sequence number
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +22,15 @@ class StagedBatch:
 
     batch: Any  # LevelDB's write batch, holding every row
     sync: bool
-    height: int  # the head after it: height, hash, next fill sequence number
-    block_hash: bytes
-    next_fill_seq: int
+    tip: Tip  # the head after it
     rows: list[blocklog.Row]  # the block rows (kept for `Store.last_batch_bytes`)
     checkpoint: CheckpointInfo | None
     checkpoint_bytes: int
 
     @property
-    def tip(self) -> Tip:
-        return self.height, self.block_hash, self.next_fill_seq
+    def height(self) -> int:
+        """The height of the head after it (what its commit acknowledges)."""
+        return self.tip[0]
 
 
 def stage_batch(
@@ -55,7 +53,7 @@ def stage_batch(
     last = records[-1]
     if checkpoint is not None and checkpoint.height != last.height:
         raise StoreError(f"checkpoint {checkpoint.height} given with block {last.height}")
-    rows, height, block_hash, seq = blocklog.blocks_rows(records, *tip)
+    rows, head = blocklog.blocks_rows(records, tip)
     sync = sync_blocks or checkpoint is not None
     batch = db.write_batch(transaction=True, sync=sync)
     put = batch.put
@@ -67,7 +65,7 @@ def stage_batch(
         info, info_bytes = checkpoints.stage_checkpoint(
             db, batch, checkpoint, last.block_hash, latest, interval
         )
-    return StagedBatch(batch, sync, height, block_hash, seq, rows, info, info_bytes)
+    return StagedBatch(batch, sync, head, rows, info, info_bytes)
 
 
 def rows_bytes(rows: list[blocklog.Row]) -> int:

@@ -209,7 +209,7 @@ class _FlakyStore:
 
 
 def _staged(height: int) -> StagedBatch:
-    return StagedBatch(None, False, height, b"", 0, [], None, 0)
+    return StagedBatch(None, False, (height, b"", 0), [], None, 0)
 
 
 def test_committer_writes_in_order_and_stops_at_its_first_error() -> None:
