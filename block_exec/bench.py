@@ -16,7 +16,6 @@ the ratio.
 from __future__ import annotations
 
 import gc
-import io
 import json
 import os
 import tempfile
@@ -25,11 +24,14 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from blake3 import blake3
+
 from block_exec.bench_baseline import SimpleBook, SimpleOrder
 from block_exec.bench_timing import chunk_for, time_each, time_rounds
-from block_exec.decode import block_from_obj, decode_json_block
+from block_exec.decode import block_from_obj, decode_json_block, iter_json_blocks
 from block_exec.executor import Executor
 from block_exec.receipts_json import block_receipts_line
+from block_exec.runner import ReceiptsWriter, StopRequests, run_blocks
 from block_exec.simulate import MarketConfig, SimulatedMarket, SplitMix64, user_address
 from block_exec.types import Cancel, Deposit, Limit, Market
 from state_machine import CoreStateMachine, Side, Tif, state_entries
@@ -329,47 +331,66 @@ def bench_core_flow(lines: list[bytes]) -> Figure:
     return figure("mixed_flow/core_only", len(calls), seconds)
 
 
+def _receipts_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return blake3(f.read()).hexdigest()
+
+
 def bench_apply_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figure:
-    """decode + validate + apply_block + receipts JSON, in memory, root every N blocks."""
+    """decode + validate + apply_block + receipts JSON Lines, in memory, root every N
+    blocks: `run --blocks FILE --receipts FILE`'s work without a store (the blocks
+    decoded as `read_block_file` decodes a JSON Lines file, each block's receipts line
+    written to a file by `runner.ReceiptsWriter`)."""
     executor = Executor(checkpoint_interval=checkpoint_interval)
-    sink = io.StringIO()
     txs = 0
-    start = time.perf_counter()
-    for line in lines:
-        block = decode_json_block(line)
-        result = executor.apply_block(block)
-        root = None if result.state_root is None else result.state_root.hex()
-        sink.write(block_receipts_line(block.height, root, result.results))
-        txs += len(block.txs)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="coreledger-bench-") as directory:
+        path = os.path.join(directory, "receipts.jsonl")
+        receipts = ReceiptsWriter(path)
+        start = time.perf_counter()
+        try:
+            for block in iter_json_blocks(lines):
+                result = executor.apply_block(block)
+                root = None if result.state_root is None else result.state_root.hex()
+                receipts.write_line(block_receipts_line(block.height, root, result.results))
+                txs += len(block.txs)
+        finally:
+            receipts.close()
+        seconds = time.perf_counter() - start
+        digest = _receipts_digest(path)
     return figure("mixed_flow/apply_block_in_memory", txs, seconds,
-                  blocks=len(lines), checkpoint_interval=checkpoint_interval)
+                  blocks=len(lines), checkpoint_interval=checkpoint_interval,
+                  receipts_blake3=digest)
 
 
 def bench_store_flow(lines: list[bytes], checkpoint_interval: int = 100) -> Figure:
-    """The same flow as `coreledger run --blocks` does it: LevelDB store, checkpoints,
-    the store pipelined to a writer process (timed until `close` has stored it all)."""
+    """`coreledger run --blocks FILE --receipts FILE` as the CLI runs it (`runner.run_blocks`:
+    the blocks decoded as `read_block_file` decodes them, a LevelDB store pipelined to a
+    writer process, each receipts line written once its block is durable), timed until
+    `close` has stored it all. The same work as `bench_apply_flow` plus the store: the
+    two receipts files are the same bytes (`receipts_blake3`)."""
     with tempfile.TemporaryDirectory(prefix="coreledger-bench-") as directory:
-        executor = Executor.open(directory, checkpoint_interval=checkpoint_interval,
+        database = os.path.join(directory, "db")
+        path = os.path.join(directory, "receipts.jsonl")
+        executor = Executor.open(database, checkpoint_interval=checkpoint_interval,
                                  pipelined=True)
-        txs = 0
+        receipts = ReceiptsWriter(path)
         start = time.perf_counter()
         try:
-            for line in lines:
-                block = decode_json_block(line)
-                executor.apply_block(block)
-                txs += len(block.txs)
+            totals = run_blocks(executor, iter_json_blocks(lines), stop=StopRequests(),
+                                receipts=receipts)
         finally:
+            receipts.close()
             executor.close()
         seconds = time.perf_counter() - start
         size = sum(
             os.path.getsize(os.path.join(root, name))
-            for root, _, names in os.walk(directory)
+            for root, _, names in os.walk(database)
             for name in names
         )
-    return figure("mixed_flow/run_with_store", txs, seconds, blocks=len(lines),
+        digest = _receipts_digest(path)
+    return figure("mixed_flow/run_with_store", totals.txs, seconds, blocks=len(lines),
                   checkpoint_interval=checkpoint_interval, store_bytes=size,
-                  store_bytes_per_block=size // max(1, len(lines)))
+                  store_bytes_per_block=size // max(1, len(lines)), receipts_blake3=digest)
 
 
 def flow_benchmarks(quick: bool) -> list[Figure]:
@@ -381,6 +402,8 @@ def flow_benchmarks(quick: bool) -> list[Figure]:
     stored["baseline"] = applied["name"]
     stored["baseline_ops_per_s"] = applied["ops_per_s"]
     stored["ratio_vs_baseline"] = round(stored["ops_per_s"] / applied["ops_per_s"], 3)
+    if stored["receipts_blake3"] != applied["receipts_blake3"]:
+        raise AssertionError("the stored run wrote other receipts than the in-memory flow")
     return [core, applied, stored]
 
 

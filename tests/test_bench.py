@@ -61,6 +61,9 @@ def test_bench_quick_reports_every_workload_as_json() -> None:
     stored = by_name["mixed_flow/run_with_store"]
     assert stored["baseline"] == "mixed_flow/apply_block_in_memory"
     assert stored["ratio_vs_baseline"] > 0
+    # the same flow: both wrote the same receipts file (`run --receipts`)
+    applied = by_name["mixed_flow/apply_block_in_memory"]
+    assert stored["receipts_blake3"] == applied["receipts_blake3"]
     inserts = [figure for figure in figures if figure["name"].startswith("resting_insert/")]
     assert all("speedup_vs_baseline" in figure for figure in inserts)
     memory = next(f for f in figures if f["name"].startswith("memory_per_resting_order/"))
