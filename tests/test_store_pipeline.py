@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from block_exec import Executor
 from block_exec.executor import ExecutorBroken
 from block_exec.pipeline import history_sidecar
 from block_exec.types import Block, Limit, Market, Tx
-from state_machine import OrderType
+from state_machine import Cancellation, CancelReason, Fill, OrderType, Side, Tif
 from store import BlockRecord, OrderPlaced, Store, StoreError, blocklog
 from store.committer import CommitFailed, Committer
 from store.leveldb import DB
+from store.records import MARKET_TIF, PackedHistory
 from store.roots import compute_roots
 from store.staging import StagedBatch
 from store.writer import decode_block
@@ -98,6 +101,55 @@ def test_packed_history_rows_are_the_event_rows(blocks: list[Block]) -> None:
         reasons |= {c.reason for c in cancellations}
         markets += sum(1 for p in placed if p.order_type == OrderType.MARKET)
     assert markets and len(reasons) >= 3 and seq > 100
+
+
+# Integers at every width boundary of a CBOR head and of `struct`'s u32 fast path.
+EDGES = [1, 23, 24, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x100000000, 2**64 - 1]
+U64S = st.sampled_from(EDGES) | st.integers(1, 2**64 - 1)
+USERS = st.sampled_from([f"0x{n:040x}" for n in (1, 0xAB, 2**160 - 1)])
+ORDERS = st.tuples(U64S, U64S, st.sampled_from(list(Side)),
+                   st.sampled_from([*Tif, None]), U64S, U64S, USERS)
+FILLS = st.tuples(U64S, U64S, U64S, USERS, USERS, U64S, U64S, st.sampled_from(list(Side)))
+CANCELS = st.tuples(U64S, st.sampled_from(list(CancelReason)), st.integers(0, 2**64 - 1))
+
+
+@given(st.lists(ORDERS, max_size=4), st.lists(FILLS, max_size=4),
+       st.lists(CANCELS, max_size=4), U64S, st.integers(1, 2**40))
+def test_packed_rows_at_every_integer_width(
+    orders: list[tuple[int, int, Side, Tif | None, int, int, str]],
+    fills: list[tuple[int, int, int, str, str, int, int, Side]],
+    cancels: list[tuple[int, CancelReason, int]],
+    height: int,
+    seq: int,
+) -> None:
+    """The writer's inline row encoding (table lookups, `struct` for u32 arguments, the
+    codec beyond) equals the codec's rows for ids, prices, sizes, assets and heights at
+    every width boundary (the simulated flow only reaches a few of them)."""
+    numbers = [len(orders), len(fills), len(cancels)]
+    placed = []
+    for order_id, asset, side, tif, price, size, user in orders:
+        market = tif is None
+        numbers += (order_id, asset, side, MARKET_TIF if tif is None else tif,
+                    0 if market else price, size)
+        placed.append(OrderPlaced(order_id, user, asset, side,
+                                  OrderType.MARKET if market else OrderType.LIMIT, tif,
+                                  None if market else price, size))
+    fill_objects = [Fill(*fill) for fill in fills]
+    for fill in fill_objects:
+        numbers += (fill.asset, fill.maker_order_id, fill.taker_order_id, fill.price,
+                    fill.size, fill.taker_side)
+    cancellations = [Cancellation(order_id, "0x" + "00" * 20, 1, Side.BUY, 0, size, reason)
+                     for order_id, reason, size in cancels]
+    for order_id, reason, size in cancels:
+        numbers += (order_id, reason, size)
+    users = "".join([order[6] for order in orders] + [u for f in fills for u in (f[3], f[4])])
+    packed = BlockRecord(height, 0, b"\x01" * 32, b"", b"", (), (), (), b"",
+                         PackedHistory(numbers, users))
+    objects = BlockRecord(height, 0, b"\x01" * 32, b"", b"", placed, fill_objects,
+                          cancellations, b"")
+    assert blocklog.block_rows(packed, b"\x07" * 32, seq) == blocklog.block_rows(
+        objects, b"\x07" * 32, seq
+    )
 
 
 def _placed(order_id: int, tx: Tx) -> OrderPlaced:
