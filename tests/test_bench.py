@@ -80,6 +80,7 @@ def test_bench_quick_reports_every_workload_as_json() -> None:
     block_root = next(f for f in figures if f["name"].startswith("block_root/"))
     assert block_root["blake3_calls_per_block"] > block_root["changed_entries_per_block"]
     assert block_root["blake3_floor_ms"] > 0 and block_root["fold_median_ms"] > 0
+    assert block_root["python_floor_ms"] > 0
     assert block_root["fold_median_ms"] <= block_root["median_ms"]  # a part of each block's
     # the human table goes to stderr, one row per figure
     assert all(name[:52] in done.stderr for name in names)
