@@ -17,10 +17,9 @@ import time
 
 from block_exec.bench import Figure, figure
 from block_exec.executor import Executor
-from state_machine import machine_from_entries
+from store.bench import timed_restore
 from store.database import Store
 from store.roots import CommitmentRoots
-from store.roots_feed import RootsFeed
 
 
 def _children_cpu() -> float:
@@ -32,19 +31,9 @@ def _steps(path: str) -> dict[str, float]:
     """The steps of an `Executor.open`'s restore, timed one by one (wall seconds)."""
     store = Store(path, read_only=True)
     try:
-        started = time.perf_counter()
-        compute = CommitmentRoots()
         latest = store.latest_checkpoint()
-        feed = RootsFeed(compute, 0 if latest is None else latest.entry_count)
-        _, entries = store.state_entries_at(scanned=feed.scanned)
-        scan = time.perf_counter() - started
-        started = time.perf_counter()
-        pending = feed.finish(entries)
-        machine_from_entries(entries, check_canonical=False)
-        rebuild = time.perf_counter() - started
-        started = time.perf_counter()
-        pending.result()
-        trees = time.perf_counter() - started
+        expected = 0 if latest is None else latest.entry_count
+        _, scan, rebuild, trees = timed_restore(store, CommitmentRoots(), expected)
     finally:
         store.close()
     return {"scan_s": round(scan, 4), "rebuild_s": round(rebuild, 4), "trees_s": round(trees, 4)}

@@ -17,16 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import store.checkpoints as checkpoints_module
 import store.roots as roots_module
 from merkle.worker import LOCATION, read_column, streamed_column, write_all, write_column
 from state_machine import machine_from_entries
 from store import keys as K
 from store import leveldb
-from store.bench import resting_state
 from store.database import Store
 from store.errors import StateDiverged
-from store.records import BlockRecord, Checkpoint, Entry
+from store.records import Entry
 from store.roots import compute_roots
 from store.roots_feed import FedRoots, RootsFeed
 from tests.reference import smt
@@ -228,17 +226,6 @@ def test_one_column_round_trips() -> None:
 # -- through the store: Store.restore with compute_roots --------------------------------
 
 
-@pytest.fixture
-def resting_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[Entry]]:
-    monkeypatch.setattr(checkpoints_module, "SCAN_CHUNK", 64)
-    entries = resting_state(600, users=20, assets=4)
-    path = tmp_path / "node"
-    with Store(str(path), checkpoint_interval=1) as store:
-        store.append_block(BlockRecord(1, 1, b"\x01" * 32, b"", b"", [], [], []))
-        store.write_checkpoint(Checkpoint(1, entries, compute_roots(entries)))
-    return path, entries
-
-
 @pytest.mark.usefixtures("parallel")
 def test_restore_feeds_the_worker_during_the_scan(
     resting_store: tuple[Path, list[Entry]], monkeypatch: pytest.MonkeyPatch
@@ -263,9 +250,9 @@ def test_restore_feeds_the_worker_during_the_scan(
     assert _no_children_left()
 
 
-@pytest.mark.usefixtures("parallel")
-def test_a_tampered_order_is_named_with_the_feed(resting_store: tuple[Path, list[Entry]]) -> None:
-    path, _ = resting_store
+def tamper_one_order(path: Path) -> tuple[int, int]:
+    """Raise the price of the 300th resting order of asset 1 in the store's latest state
+    (straight in LevelDB, the root left as it was); return its asset and order id."""
     db = leveldb.DB(str(path / "leveldb"))
     key, value = [
         (k, v) for k, v in db.iterator(prefix=K.STATE_LATEST + b"\x02") if cbor2.loads(v)[0] == 1
@@ -273,8 +260,13 @@ def test_a_tampered_order_is_named_with_the_feed(resting_store: tuple[Path, list
     side, price, size, user = cbor2.loads(value)
     db.put(key, cbor2.dumps([side, price + 1, size, user]))  # the lock still holds
     db.close()
-    asset = int.from_bytes(key[2:6], "big")
-    order_id = int.from_bytes(key[6:14], "big")
+    return int.from_bytes(key[2:6], "big"), int.from_bytes(key[6:14], "big")
+
+
+@pytest.mark.usefixtures("parallel")
+def test_a_tampered_order_is_named_with_the_feed(resting_store: tuple[Path, list[Entry]]) -> None:
+    path, _ = resting_store
+    asset, order_id = tamper_one_order(path)
     with Store(str(path)) as store, pytest.raises(StateDiverged) as info:
         store.restore(None, compute_roots)
     message = str(info.value)

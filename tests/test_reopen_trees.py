@@ -12,28 +12,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import store.checkpoints as checkpoints_module
 import store.roots_feed as feed_module
 from block_exec.executor import Executor
 from merkle import MerkleError, NamespacedCommitment, SparseMerkleTree
 from merkle.worker import LOCATION, streamed_column, tree_bytes, tree_from_bytes, write_all
 from state_machine import namespace_of
-from store import keys as K
-from store import leveldb
-from store.bench import resting_state
-from store.database import Store
 from store.errors import StateDiverged
-from store.records import BlockRecord, Checkpoint, Entry
+from store.records import Entry
 from store.roots import CommitmentRoots, commitment_of, compute_roots
 from store.roots_feed import FedTrees, RootsFeed
 from tests.reference import smt
 from tests.test_merkle_roots import _expected, _no_children_left, parallel, states  # noqa: F401 (a fixture)
-from tests.test_reopen_feed import _with_books
+from tests.test_reopen_feed import _with_books, tamper_one_order
 
 
 def _same_trees(a: NamespacedCommitment, b: NamespacedCommitment) -> bool:
@@ -179,17 +173,6 @@ def test_the_tree_worker_writes_each_columns_tree_and_its_place() -> None:
 # -- through the node's restart: Executor.open -------------------------------------------
 
 
-@pytest.fixture
-def resting_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[Entry]]:
-    monkeypatch.setattr(checkpoints_module, "SCAN_CHUNK", 64)
-    entries = resting_state(600, users=20, assets=4)
-    path = tmp_path / "node"
-    with Store(str(path), checkpoint_interval=1) as store:
-        store.append_block(BlockRecord(1, 1, b"\x01" * 32, b"", b"", [], [], []))
-        store.write_checkpoint(Checkpoint(1, entries, compute_roots(entries)))
-    return path, entries
-
-
 @pytest.mark.usefixtures("parallel")
 def test_executor_open_keeps_the_trees_the_worker_built(
     resting_store: tuple[Path, list[Entry]], monkeypatch: pytest.MonkeyPatch
@@ -216,14 +199,7 @@ def test_executor_open_keeps_the_trees_the_worker_built(
 @pytest.mark.usefixtures("parallel")
 def test_executor_open_refuses_a_tampered_book(resting_store: tuple[Path, list[Entry]]) -> None:
     path, _ = resting_store
-    db = leveldb.DB(str(path / "leveldb"))
-    key, value = [
-        (k, v) for k, v in db.iterator(prefix=K.STATE_LATEST + b"\x02") if cbor2.loads(v)[0] == 1
-    ][300]
-    side, price, size, user = cbor2.loads(value)
-    db.put(key, cbor2.dumps([side, price + 1, size, user]))  # the lock still holds
-    db.close()
-    asset = int.from_bytes(key[2:6], "big")
+    asset, _ = tamper_one_order(path)
     with pytest.raises(StateDiverged) as info:
         Executor.open(str(path), read_only=True)
     assert f"in book of asset {asset} " in str(info.value)
