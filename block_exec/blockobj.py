@@ -11,7 +11,6 @@ name the first bad field; the message is therefore deterministic.
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any, NoReturn
 
 from block_exec.encode import (
@@ -44,6 +43,7 @@ from block_exec.types import (
     new_withdraw,
 )
 from state_machine import MAX_AMOUNT, MAX_ASSET, Side, Tif
+from state_machine.values import CBOR_U32_HEAD
 
 _BLOCK_KEYS = frozenset(("height", "time", "txs"))
 _TX_KEYS: dict[str, frozenset[str]] = {
@@ -65,10 +65,6 @@ _FIELD_ORDER: dict[str, tuple[str, ...]] = {
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TIFS = {"gtc": Tif.GTC, "ioc": Tif.IOC, "alo": Tif.ALO}
 _HEX = frozenset("0123456789abcdefABCDEF")
-# The 5-byte CBOR uint head of 2^16 <= n < 2^32 as `_UINT32(0x1A, n)`: one C call where
-# `cbor_uint` is a Python call plus `to_bytes` and a concatenation (order ids pass 2^16
-# early in a chain; written inline in the decoder's cancel path).
-_UINT32 = struct.Struct(">BI").pack
 
 # Address text as written -> normalised, and its CBOR piece (`encode.user_piece`); only
 # a speed-up (bounded, cleared when full).
@@ -210,7 +206,7 @@ def block_from_obj(obj: object, where: str) -> Block:
     users = _USERS
     sides = _SIDES
     table = UINT_TABLE
-    uint32 = _UINT32
+    uint32 = CBOR_U32_HEAD  # order ids pass 2^16 early in a chain (the cancel path)
     index = 0
     try:
         for index, d in enumerate(raw_txs):  # noqa: B007 - index is read after the loop

@@ -13,6 +13,8 @@ including the bignum form of balances past 2^64-1, which is delegated to cbor2.
 
 from __future__ import annotations
 
+import struct
+
 import cbor2
 
 _MAX_U64 = 2**64 - 1
@@ -32,6 +34,13 @@ def cbor_head(major: int, n: int) -> bytes:
     if n < 0x100000000:
         return bytes((base | 26,)) + n.to_bytes(4, "big")
     return bytes((base | 27,)) + n.to_bytes(8, "big")
+
+
+CBOR_U32_HEAD = struct.Struct(">BI").pack
+"""`CBOR_U32_HEAD(0x1A, n)` is `cbor_head(0, n)` for 0x10000 <= n <= 0xFFFFFFFF (the 5-byte
+head) in one C call, where `cbor_head` is a Python call plus `to_bytes` and a concatenation:
+for the hot paths that write such heads inline (the block decoder's order ids, the writer's
+history rows: ids, prices and heights of a busy chain pass 2^16 early)."""
 
 
 # The encodings of the integers below 4096 (order sizes and small balances), ~150 kB.

@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from state_machine import OrderType
+from state_machine.values import CBOR_U32_HEAD
 from store import codec
 from store import keys as K
 from store.errors import BlockConflict, CorruptStore, StoreError
@@ -96,13 +97,12 @@ def blocks_rows(records: Sequence[BlockRecord], tip: Tip) -> tuple[list[Row], Ti
 
 
 # Fixed-width pieces of the history rows (big-endian, as `store.keys` lays them out): a
-# table prefix and one or two u64s, a CRC32 frame head, and the 5-byte CBOR head of a
-# u32 argument (0x1a), the width of the order ids, prices and heights of a busy store.
+# table prefix and one or two u64s, a CRC32 frame head (and the 5-byte CBOR head of a u32
+# argument: `state_machine.values.CBOR_U32_HEAD`).
 _KEY_U64 = struct.Struct(">BQ").pack
 _KEY_U64_U64 = struct.Struct(">BQQ").pack
 _U64 = struct.Struct(">Q").pack
 _CRC = struct.Struct(">I").pack
-_CBOR_U32 = struct.Struct(">BI").pack
 
 
 def _packed_history_rows(
@@ -139,7 +139,7 @@ def _packed_history_rows(
     at_height = codec.uint_head(height)
     uint, small, crc32, key, key2, u64, crc, u32 = (
         codec.uint_head, codec.SMALL_UINT, zlib.crc32, _KEY_U64, _KEY_U64_U64, _U64, _CRC,
-        _CBOR_U32,
+        CBOR_U32_HEAD,
     )
     # Value heads: CBOR array of 8 with the user's byte-string head; the order type with
     # the tif and price of a market order (null, null).
