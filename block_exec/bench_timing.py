@@ -67,21 +67,15 @@ def time_rounds(
     return wall / half, cpu / half, samples
 
 
-def time_each(
-    operation: Callable[[int], object],
-    count: int,
-    run_batch: Callable[[int, int], object] | None = None,
-) -> tuple[float, float, list[int]]:
+def time_each(operation: Callable[[int], object], count: int) -> tuple[float, float, list[int]]:
     """Run operation(i) for i in range(count); return (wall seconds per op, CPU seconds
     per op, samples in ns).
 
-    The first half runs untimed op by op, which gives the means: with `run_batch`,
-    run_batch(0, half) does it in one bare loop over the pre-built inputs (the batch
-    figure: no per-op Python call of a closure, ~0.1-0.3 us of harness); otherwise
-    operation(i) is called in a loop. Timing each call alone costs ~0.7 us of clock
-    reads and calls per sample here, as much as a quarter of the operation, so the
-    second half, timed call by call through `operation`, gives only the percentiles
-    (which include that overhead). Both halves run at the same depth to within `count`
+    The first half, operation(i) called in a loop without a clock read per call, gives the
+    means (with the loop's ~0.1-0.3 us per call of harness). Timing each call alone costs
+    ~0.7 us of clock reads and calls per sample here, as much as a quarter of the
+    operation, so the second half, timed call by call through `operation`, gives only the
+    percentiles (which include that overhead). Both halves run at the same depth to within `count`
     orders. The CPU time (process time) is the figure to compare on a shared machine.
     """
     clock = time.perf_counter_ns
@@ -91,11 +85,8 @@ def time_each(
     try:
         start = time.perf_counter()
         cpu_start = time.process_time()
-        if run_batch is not None:
-            run_batch(0, half)
-        else:
-            for index in range(half):
-                operation(index)
+        for index in range(half):
+            operation(index)
         cpu_mean = (time.process_time() - cpu_start) / half
         mean = (time.perf_counter() - start) / half
         for index in range(half, count):
