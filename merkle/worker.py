@@ -166,17 +166,18 @@ def main(argv: Sequence[str]) -> int:
         if len(argv) == 4 and argv[0] == "--stream" and argv[2] == "--trees":
             _write_trees(sys.stdin.fileno(), int(argv[1]), int(argv[3]), out)
             return 0
+        columns: Iterator[tuple[list[bytes], list[bytes]]]
         if len(argv) == 2 and argv[0] == "--stream":
-            for keys, values in _streamed(sys.stdin.fileno(), int(argv[1])):
-                os.write(out, root_of_columns(keys, values))  # atomic (< PIPE_BUF)
-            return 0
-        stdin = sys.stdin.fileno()
-        size = os.fstat(stdin).st_size
-        data: bytes | mmap.mmap = (
-            mmap.mmap(stdin, size, access=mmap.ACCESS_READ) if size else b"\0" * 8
-        )
-        for keys, values in read_columns(data):
-            os.write(out, root_of_columns(keys, values))
+            columns = _streamed(sys.stdin.fileno(), int(argv[1]))
+        else:
+            stdin = sys.stdin.fileno()
+            size = os.fstat(stdin).st_size
+            data: bytes | mmap.mmap = (
+                mmap.mmap(stdin, size, access=mmap.ACCESS_READ) if size else b"\0" * 8
+            )
+            columns = read_columns(data)
+        for keys, values in columns:
+            os.write(out, root_of_columns(keys, values))  # atomic (< PIPE_BUF)
     except (MerkleError, EOFError, ValueError, TypeError, OSError):  # a bad column, record, FD
         return 1
     return 0
