@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter, lt
-from typing import IO, TypeAlias
+from typing import IO, TypeAlias, TypeVar
 
 import merkle
 from merkle import MerkleError, NamespacedCommitment
@@ -25,6 +25,8 @@ from merkle.build import root_of, root_of_columns
 from merkle.worker import write_columns
 from state_machine import namespace_of
 from store.records import ComputeRoots, Entry, Roots
+
+_Built = TypeVar("_Built")
 
 Columns: TypeAlias = "tuple[bytes, Sequence[bytes], Sequence[bytes]]"
 """One namespace's entries as (namespace, keys, values), keys ascending."""
@@ -171,21 +173,32 @@ class PendingRoots:
         return Roots(root_of(sub), tuple(sorted(sub.items())))
 
     def _shared(self, columns: list[Columns]) -> dict[bytes, bytes]:
-        received = bytearray()
-        mine: dict[int, bytes] = {}
-        at = len(columns) - 1
-        while at >= len(received) // 32:
-            if self._worker is not None:
-                received += self._available()
-                if at < len(received) // 32:
-                    break
-            _, keys, values = columns[at]
-            mine[at] = root_of_columns(keys, values)
-            at -= 1
+        mine, received = self._meet_worker(
+            len(columns), 32, lambda i: root_of_columns(columns[i][1], columns[i][2])
+        )
         return {
-            ns: mine[i] if i in mine else bytes(received[32 * i : 32 * i + 32])
+            ns: mine[i] if i in mine else received[32 * i : 32 * i + 32]
             for i, (ns, _, _) in enumerate(columns)
         }
+
+    def _meet_worker(
+        self, count: int, size: int, build: Callable[[int], _Built]
+    ) -> tuple[dict[int, _Built], bytes]:
+        """Share `count` columns with the worker, which writes one `size`-byte record per
+        column from the first on: `build(i)` them here from the last one down, reading its
+        records between two, until the two meet. Returns what was built here (by column)
+        and the worker's records (each column not built here has its whole record)."""
+        received = bytearray()
+        mine: dict[int, _Built] = {}
+        at = count - 1
+        while at >= len(received) // size:
+            if self._worker is not None:
+                received += self._available()
+                if at < len(received) // size:
+                    break
+            mine[at] = build(at)
+            at -= 1
+        return mine, bytes(received)
 
     def _available(self) -> bytes:
         """What the worker has written so far (it never blocks)."""

@@ -232,8 +232,8 @@ class FedRoots(R.PendingRoots):
         return Roots(root_of(sub), tuple(sorted(sub.items())))
 
 
-class FedTrees(R.PendingRoots):
-    """`PendingRoots` of a `CommitmentRoots` whose worker was fed `shipped` (in that order)
+class FedTrees(FedRoots):
+    """`FedRoots` of a `CommitmentRoots` whose worker was fed `shipped` (in that order)
     during the scan and writes their trees to the file `trees`: `result()` builds the kept
     namespaces' trees here, then, as `PendingRoots` shares roots, builds the shipped ones
     from the last down until it meets the worker, and loads the worker's; it sets the
@@ -250,16 +250,9 @@ class FedTrees(R.PendingRoots):
         worker: subprocess.Popen[bytes],
         trees: IO[bytes],
     ) -> None:
-        super().__init__(compute, [])  # no entries: it starts no worker of its own
+        super().__init__(entries, shipped, kept, worker)
         self._commitment_roots = compute
-        self._entries = entries
-        self._columns = shipped
-        self._kept = kept
-        self._worker = worker
         self._trees_file: IO[bytes] | None = trees
-        assert worker.stdout is not None
-        self._pipe = worker.stdout.fileno()
-        os.set_blocking(self._pipe, False)
 
     def result(self) -> Roots:
         """The roots of the commitment now in the `CommitmentRoots` (O(n log n), most of it
@@ -282,21 +275,12 @@ class FedTrees(R.PendingRoots):
         return trees
 
     def _shared_trees(self, columns: list[R.Columns]) -> list[tuple[bytes, SparseMerkleTree]]:
-        places: list[tuple[int, int]] = []  # where the worker's trees are, in column order
-        pending = bytearray()
-        mine: dict[int, SparseMerkleTree] = {}
-        at = len(columns) - 1
-        while at >= len(places):
-            if self._worker is not None:
-                pending += self._available()
-                whole = len(pending) - len(pending) % LOCATION.size
-                places.extend(LOCATION.iter_unpack(pending[:whole]))
-                del pending[:whole]
-                if at < len(places):
-                    break
-            _, keys, values = columns[at]
-            mine[at] = _tree_of(keys, values)
-            at -= 1
+        mine, received = self._meet_worker(
+            len(columns), LOCATION.size, lambda i: _tree_of(columns[i][1], columns[i][2])
+        )
+        # Where the worker's trees are in its file, in column order (whole records only).
+        whole = len(received) - len(received) % LOCATION.size
+        places = list(LOCATION.iter_unpack(received[:whole]))
         return [
             (ns, mine[i] if i in mine else self._load(places[i], keys, values))
             for i, (ns, keys, values) in enumerate(columns)
